@@ -1,0 +1,85 @@
+"""`harness check`: validate any input file and say what it contains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cantools
+
+from harness.config.contract import load_contract
+from harness.config.errors import ConfigErrors
+from harness.config.site import Site, load_site
+from harness.config.yamlsrc import load_yaml
+
+
+def check_dbc(path: Path) -> str:
+    """Load a DBC strictly; a malformed one is a ConfigErrors naming the file and line."""
+    if not path.is_file():
+        raise ConfigErrors.single(path, "file not found")
+    try:
+        db = cantools.database.load_file(str(path), database_format="dbc", strict=True)
+    except Exception as exc:  # cantools raises parser-specific errors with the position inside
+        raise ConfigErrors.single(path, f"not a valid DBC: {_one_line(exc)}", _line_of(exc)) from None
+    assert isinstance(db, cantools.database.can.Database)
+    senders = sorted({s for m in db.messages for s in m.senders})
+    ext = sum(1 for m in db.messages if m.is_extended_frame)
+    return (
+        f"DBC with {len(db.messages)} messages ({ext} extended), "
+        f"{sum(len(m.signals) for m in db.messages)} signals, nodes {', '.join(n.name for n in db.nodes) or '-'}, "
+        f"senders {', '.join(senders) or '-'}"
+    )
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _line_of(exc: Exception) -> int | None:
+    text = str(exc)
+    marker = "line "
+    if marker in text:
+        digits = "".join(ch for ch in text.split(marker, 1)[1][:8] if ch.isdigit())
+        return int(digits) if digits else None
+    return None
+
+
+def check_site(path: Path) -> tuple[Site, str]:
+    from virtual_devices.defects import parse_defects
+
+    site = load_site(path)
+    for node in site.spec.nodes:
+        check_dbc(site.resolve(node.bms.dbc))
+    if site.spec.site.settings is not None:
+        load_contract(site.resolve(site.spec.site.settings))
+    defects = parse_defects(site)
+    summary = (
+        f"site '{site.spec.site.name}' ({site.spec.site.topology}), {len(site.spec.nodes)} node(s), "
+        f"{'virtual' if site.is_virtual else 'live'} endpoints, {len(defects)} defect(s)"
+    )
+    return site, summary
+
+
+def check_file(path: Path) -> str:
+    if path.suffix.lower() == ".dbc":
+        return check_dbc(path)
+    data, _ = load_yaml(path)
+    if isinstance(data, dict) and ("clauses" in data or "contract" in data or "profile" in data):
+        contract = load_contract(path)
+        return f"contract '{contract.info.id}' with {len(contract.clauses)} clauses"
+    if isinstance(data, dict) and ("nodes" in data or "site" in data):
+        return check_site(path)[1]
+    raise ConfigErrors.single(
+        path, "not a site, contract, profile or DBC file; expected 'site:'/'nodes:' or 'contract:'/'clauses:'", 1
+    )
+
+
+def check_run_inputs(site_path: Path, contract_path: Path) -> None:
+    """Everything ``harness run`` needs, validated before any device is touched."""
+    errors = []
+    for fn, p in ((check_site, site_path), (load_contract, contract_path)):
+        try:
+            fn(p)
+        except ConfigErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise ConfigErrors(errors)

@@ -1,0 +1,192 @@
+"""Contracts and the profiles they extend: clauses that judge quantities against limits.
+
+A clause names a quantity from the catalogue (quantities.yaml) and limits with units; limits are
+converted to the quantity's unit once, here, so the verdict step compares plain numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from harness.config.errors import ConfigErrors
+from harness.config.quantities import catalogue
+from harness.config.settings import Settings
+from harness.config.units import UnitError, to_unit
+from harness.config.validation import validate
+from harness.config.yamlsrc import load_yaml
+
+
+class Clause(BaseModel):
+    """One acceptance criterion as the contract numbers it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    title: str
+    quantity: str
+    min: float | None = None
+    max: float | None = None
+    marginal: float | None = None
+    source: str | None = None
+    applies: Literal["node", "site"] | None = None
+    limit_text: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _convert_limits(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("id"), (int, float)):
+            data["id"] = str(data["id"])
+        quantity = data.get("quantity")
+        qdef = catalogue().get(quantity) if isinstance(quantity, str) else None
+        if qdef is None:
+            return data  # the quantity validator reports it
+        texts = []
+        for key in ("min", "max", "marginal"):
+            if data.get(key) is None:
+                continue
+            raw = data[key]
+            try:
+                data[key] = to_unit(raw, qdef.unit, require_unit=not qdef.is_count)
+            except UnitError as exc:
+                # Reported on the field by the validator below.
+                data[key] = _BadLimit(f"{exc}; expected a {qdef.unit} value for {quantity}")
+            if key != "marginal":
+                texts.append(f"{'<=' if key == 'max' else '>='} {raw}")
+        data["limit_text"] = " and ".join(texts)
+        return data
+
+    @field_validator("min", "max", "marginal", mode="before")
+    @classmethod
+    def _limit_ok(cls, value: Any) -> Any:
+        if isinstance(value, _BadLimit):
+            raise ValueError(value.message)
+        return value
+
+    @field_validator("quantity")
+    @classmethod
+    def _known_quantity(cls, value: str) -> str:
+        if value not in catalogue():
+            known = ", ".join(sorted(catalogue()))
+            raise ValueError(f"unknown quantity {value!r}; expected one of: {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_limit(self) -> Clause:
+        if self.min is None and self.max is None:
+            raise ValueError(f"clause {self.id} has no limit; expected 'min' and/or 'max' with a unit")
+        if self.marginal is not None and self.marginal < 0:
+            raise ValueError("marginal band must not be negative")
+        return self
+
+    @property
+    def unit(self) -> str:
+        return catalogue()[self.quantity].unit
+
+    @property
+    def scope(self) -> Literal["node", "site"]:
+        return self.applies or catalogue()[self.quantity].scope
+
+
+class _BadLimit:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class ContractInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    buyer: str | None = None
+    supplier: str | None = None
+    revision: str | None = None
+
+
+class ProfileInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    source: str | None = None
+
+
+class ContractFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contract: ContractInfo | None = None
+    profile: ProfileInfo | None = None
+    extends: str | None = None
+    settings: Settings | None = None
+    clauses: list[Clause] = Field(default_factory=list)
+
+    @field_validator("clauses")
+    @classmethod
+    def _unique_ids(cls, clauses: list[Clause], info: ValidationInfo) -> list[Clause]:
+        seen: set[str] = set()
+        for clause in clauses:
+            if clause.id in seen:
+                raise ValueError(f"clause id {clause.id!r} appears twice; ids must be unique")
+            seen.add(clause.id)
+        return clauses
+
+
+class Contract(BaseModel):
+    """A contract with its profile chain resolved: clauses by id, settings merged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    info: ContractInfo
+    clauses: tuple[Clause, ...]
+    settings: Settings | None
+    files: tuple[Path, ...]
+    sha256: str
+
+    def clauses_for(self, quantity: str) -> list[Clause]:
+        return [c for c in self.clauses if c.quantity == quantity]
+
+
+def _load_file(path: Path) -> ContractFile:
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigErrors.single(path, "expected a mapping with 'contract' and 'clauses'", 1)
+    return validate(ContractFile, data, path, lines)
+
+
+def load_contract(path: Path) -> Contract:
+    """Load a contract (or a bare profile) and everything it extends."""
+    chain: list[tuple[Path, ContractFile]] = []
+    current: Path | None = path
+    while current is not None:
+        if any(current.resolve() == p.resolve() for p, _ in chain):
+            raise ConfigErrors.single(current, "'extends' forms a cycle")
+        loaded = _load_file(current)
+        chain.append((current, loaded))
+        current = (current.parent / loaded.extends) if loaded.extends else None
+    top_path, top = chain[0]
+    if top.contract is None and top.profile is None:
+        raise ConfigErrors.single(top_path, "missing 'contract:' (id, title) section", 1, "contract")
+    info = top.contract or ContractInfo(id=top.profile.id, title=top.profile.title)  # type: ignore[union-attr]
+    clauses: dict[str, Clause] = {}
+    settings: Settings | None = None
+    for _, loaded in reversed(chain):  # profile first, contract overrides
+        for clause in loaded.clauses:
+            clauses[clause.id] = clause
+        if loaded.settings is not None:
+            settings = loaded.settings if settings is None else settings.merged(loaded.settings)
+    digest = hashlib.sha256()
+    for p, _ in chain:
+        digest.update(p.read_bytes())
+    return Contract(
+        info=info,
+        clauses=tuple(clauses.values()),
+        settings=settings,
+        files=tuple(p for p, _ in chain),
+        sha256=digest.hexdigest(),
+    )

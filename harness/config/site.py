@@ -1,0 +1,236 @@
+"""Site files: what the site is made of and how to reach each endpoint.
+
+The same scenarios run on a bench, in the field and in CI; only this file changes. An endpoint is
+``virtual`` (started in-process by virtual_devices) or a real transport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.config.errors import ConfigError, ConfigErrors
+from harness.config.units import AmpHours, Celsius, Hertz, Ohms, Percent, Seconds, Volts, Watts
+from harness.config.validation import field_path, validate
+from harness.config.yamlsrc import load_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VirtualEndpoint(_Strict):
+    transport: Literal["virtual"]
+
+
+class ModbusTcpEndpoint(_Strict):
+    transport: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=255)
+    timeout: Seconds = 1.0
+
+
+class ModbusRtuEndpoint(_Strict):
+    transport: Literal["modbus_rtu"]
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    unit: int = Field(1, ge=0, le=247)
+    timeout: Seconds = 1.0
+
+
+class CanEndpoint(_Strict):
+    transport: Literal["can"]
+    interface: str
+    channel: str
+    bitrate: int | None = 500000
+
+
+class VisaEndpoint(_Strict):
+    transport: Literal["visa"]
+    resource: str
+    timeout: Seconds = 2.0
+
+
+Endpoint = Annotated[
+    VirtualEndpoint | ModbusTcpEndpoint | ModbusRtuEndpoint | CanEndpoint | VisaEndpoint,
+    Field(discriminator="transport"),
+]
+
+
+class IdentityConfig(_Strict):
+    manufacturer: str = ""
+    model: str = ""
+    serial: str = ""
+    firmware: str = ""
+
+
+class InverterVirtual(_Strict):
+    """Behaviour of a virtual inverter (ignored for real endpoints)."""
+
+    anti_islanding_detection: Seconds = 0.5
+    efficiency: float = Field(0.96, gt=0, le=1)
+
+
+class InverterConfig(_Strict):
+    driver: Literal["sunspec"] = "sunspec"
+    endpoint: Endpoint
+    rated_power: Watts
+    identity: IdentityConfig = IdentityConfig()
+    virtual: InverterVirtual = InverterVirtual()
+
+
+class BmsConfig(_Strict):
+    driver: Literal["dbc"] = "dbc"
+    dbc: Path
+    binding: Path
+    endpoint: Endpoint
+    node: str = "BMS"
+    identity: IdentityConfig = IdentityConfig()
+    stale_after: Seconds = 5.0
+
+
+class BatteryConfig(_Strict):
+    """The virtual battery behind a virtual BMS."""
+
+    cells_in_series: int = Field(15, ge=1)
+    capacity: AmpHours = 100.0
+    initial_soc: Percent = 60.0
+    resistance: Ohms = 0.02
+    ambient: Celsius = 25.0
+    charge_voltage_limit: Volts
+    discharge_voltage_limit: Volts
+    max_charge_current: float = Field(100.0, gt=0)
+    max_discharge_current: float = Field(100.0, gt=0)
+
+
+class NodeConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    inverter: InverterConfig
+    bms: BmsConfig
+    battery: BatteryConfig | None = None
+
+
+class InstrumentConfig(_Strict):
+    driver: str
+    endpoint: Endpoint
+    identity: IdentityConfig = IdentityConfig()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Instruments(_Strict):
+    grid: InstrumentConfig
+    analyzer: InstrumentConfig
+    load_bank: InstrumentConfig | None = None
+    pcc_breaker: InstrumentConfig | None = None
+
+
+class IslandLoadConfig(_Strict):
+    power: Watts = 0.0
+    quality_factor: float = Field(1.0, ge=0)
+
+
+class SiteInfo(_Strict):
+    name: str
+    topology: Literal["ac_coupled", "dc_bus", "hybrid"]
+    nominal_voltage: Volts
+    nominal_frequency: Hertz
+    settings: Path | None = None
+
+
+class Defect(_Strict):
+    """A wrong behaviour injected into a virtual device (DESIGN section 6)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    device: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[a-z_]+$")
+    kind: str
+    value: str | float
+
+
+class SiteFile(_Strict):
+    site: SiteInfo
+    nodes: list[NodeConfig] = Field(min_length=1)
+    instruments: Instruments
+    island_load: IslandLoadConfig = IslandLoadConfig()
+    defects: list[Defect] = Field(default_factory=list)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, nodes: list[NodeConfig]) -> list[NodeConfig]:
+        names = [n.name for n in nodes]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"node names must be unique; repeated: {', '.join(sorted(dupes))}")
+        return nodes
+
+    @model_validator(mode="after")
+    def _virtual_needs_battery(self) -> SiteFile:
+        for node in self.nodes:
+            if node.bms.endpoint.transport == "virtual" and node.battery is None:
+                raise ValueError(f"node {node.name}: a virtual BMS needs a 'battery' section")
+        return self
+
+
+class Site(BaseModel):
+    """A loaded site: the file's content with paths resolved against the file's folder."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: Path
+    spec: SiteFile
+    sha256: str
+
+    @property
+    def is_virtual(self) -> bool:
+        return all(e.transport == "virtual" for e in self.endpoints())
+
+    @property
+    def has_virtual(self) -> bool:
+        return any(e.transport == "virtual" for e in self.endpoints())
+
+    def endpoints(self) -> list[Any]:
+        out: list[Any] = []
+        for node in self.spec.nodes:
+            out += [node.inverter.endpoint, node.bms.endpoint]
+        instruments = self.spec.instruments
+        for inst in (instruments.grid, instruments.analyzer, instruments.load_bank, instruments.pcc_breaker):
+            if inst is not None:
+                out.append(inst.endpoint)
+        return out
+
+    def resolve(self, relative: Path) -> Path:
+        return relative if relative.is_absolute() else (self.path.parent / relative)
+
+    def node(self, name: str) -> NodeConfig:
+        for node in self.spec.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+def load_site(path: Path) -> Site:
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigErrors.single(path, "expected a mapping with 'site', 'nodes' and 'instruments'", 1)
+    spec = validate(SiteFile, data, path, lines)
+    site = Site(path=path, spec=spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    missing = []
+    for i, node in enumerate(spec.nodes):
+        for key, rel in (("dbc", node.bms.dbc), ("binding", node.bms.binding)):
+            if not site.resolve(rel).is_file():
+                missing.append(((("nodes", i, "bms", key)), rel))
+    if spec.site.settings is not None and not site.resolve(spec.site.settings).is_file():
+        missing.append((("site", "settings"), spec.site.settings))
+    if missing:
+        raise ConfigErrors(
+            [
+                ConfigError(path, lines.line(loc), field_path(loc), f"file {rel} not found (relative to {path.parent})")
+                for loc, rel in missing
+            ]
+        )
+    return site

@@ -1,0 +1,283 @@
+"""The pytest plugin: options, fixtures, markers and hooks. Thin: the work is in the packages.
+
+Fixtures give a scenario the site as a bench would (its clock, each role's device, the verdict
+recorder); hooks journal measurements per process and, on the controlling process, judge them
+against the contract into ``verdicts.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config.contract import Contract, load_contract
+from harness.config.errors import ConfigErrors
+from harness.config.site import Site, load_site
+from harness.report.results import RunRecord, build_verdicts, journal_dir, write_verdicts
+from harness.runinfo import default_out, point_latest
+from harness.verdicts.journal import Journal
+from harness.verdicts.recorder import UnjudgedQuantity, VerdictRecorder
+
+DEFAULT_SITE = Path("fixtures/sites/virtual-home.yaml")
+DEFAULT_CONTRACT = Path("fixtures/contracts/example.yaml")
+_STATE = pytest.StashKey["_RunState"]()
+
+
+class _RunState:
+    """Per-process state: inputs loaded once, the bench started at most once."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.site_path = Path(config.getoption("harness_site") or DEFAULT_SITE)
+        self.contract_path = Path(config.getoption("harness_contract") or DEFAULT_CONTRACT)
+        self._site: Site | None = None
+        self._contract: Contract | None = None
+        self.out: Path | None = None
+        self.journal: Journal | None = None
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.wall_start = time.perf_counter()
+        self.bench: Any = None
+
+    @property
+    def site(self) -> Site:
+        if self._site is None:
+            self._site = _load(load_site, self.site_path)
+        return self._site
+
+    @property
+    def contract(self) -> Contract:
+        if self._contract is None:
+            self._contract = _load(load_contract, self.contract_path)
+        return self._contract
+
+
+def _load(loader: Any, path: Path) -> Any:
+    try:
+        return loader(path)
+    except ConfigErrors as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "acceptance-test harness")
+    group.addoption("--site", dest="harness_site", help=f"site file (default {DEFAULT_SITE})")
+    group.addoption(
+        "--contract", dest="harness_contract", help=f"contract file (default {DEFAULT_CONTRACT})"
+    )
+    group.addoption("--out", dest="harness_out", help="results folder (default reports/<time>)")
+    group.addoption("--campaign", dest="harness_campaign", help="run only this campaign's scenarios")
+    group.addoption(
+        "--allow-switching",
+        dest="harness_allow_switching",
+        action="store_true",
+        help="let scenarios marked 'switching' open breakers on a live (non-virtual) site",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "campaign(*names): campaigns (factory, field, ci) this scenario belongs to"
+    )
+    config.addinivalue_line(
+        "markers", "switching: the scenario switches live power (opens breakers, islands)"
+    )
+    state = _RunState(config)
+    config.stash[_STATE] = state
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None and worker_input.get("harness_out"):
+        state.out = Path(worker_input["harness_out"])
+    elif config.getoption("harness_out"):
+        state.out = Path(config.getoption("harness_out"))
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker journals into the controller's results folder."""
+    state: _RunState = node.config.stash[_STATE]
+    node.workerinput["harness_out"] = str(_out_dir(state))
+
+
+def _out_dir(state: _RunState) -> Path:
+    if state.out is None:
+        state.out = default_out()
+    return state.out
+
+
+def _uses_scenarios(item: pytest.Item) -> bool:
+    return "verdicts" in getattr(item, "fixturenames", ())
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "node" in metafunc.fixturenames:
+        state: _RunState = metafunc.config.stash[_STATE]
+        names = [n.name for n in state.site.spec.nodes]
+        metafunc.parametrize("node", names, ids=names)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    campaign = config.getoption("harness_campaign")
+    if not campaign:
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("campaign")
+        (keep if marker and campaign in marker.args else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("switching") is None:
+        return
+    state: _RunState = item.config.stash[_STATE]
+    if not state.site.is_virtual and not item.config.getoption("harness_allow_switching"):
+        pytest.skip("switches live power: refused on a live site without --allow-switching")
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def site_config(pytestconfig: pytest.Config) -> Site:
+    """The loaded site file."""
+    return pytestconfig.stash[_STATE].site
+
+
+@pytest.fixture(scope="session")
+def contract(pytestconfig: pytest.Config) -> Contract:
+    """The loaded contract with its profile chain resolved."""
+    return pytestconfig.stash[_STATE].contract
+
+
+@pytest.fixture(scope="session")
+def site(pytestconfig: pytest.Config, site_config: Site, contract: Contract) -> Iterator[Any]:
+    """The site as the harness reaches it: clock and devices by role; virtual parts started here."""
+    from harness.bench import open_bench
+
+    state: _RunState = pytestconfig.stash[_STATE]
+    bench = open_bench(site_config, contract)
+    state.bench = bench
+    try:
+        yield bench
+    finally:
+        bench.close()
+
+
+@pytest.fixture(scope="session")
+def clock(site: Any) -> Any:
+    return site.clock
+
+
+@pytest.fixture
+def inverter(site: Any, node: str) -> Any:
+    return site.nodes[node].inverter
+
+
+@pytest.fixture
+def bms(site: Any, node: str) -> Any:
+    return site.nodes[node].bms
+
+
+@pytest.fixture
+def grid(site: Any) -> Any:
+    return site.grid
+
+
+@pytest.fixture
+def analyzer(site: Any) -> Any:
+    return site.analyzer
+
+
+@pytest.fixture
+def load_bank(site: Any) -> Any:
+    if site.load_bank is None:
+        pytest.skip("the site has no load bank")
+    return site.load_bank
+
+
+@pytest.fixture
+def pcc(site: Any) -> Any:
+    if site.pcc_breaker is None:
+        pytest.skip("the site has no controllable PCC breaker")
+    return site.pcc_breaker
+
+
+@pytest.fixture
+def verdicts(request: pytest.FixtureRequest, contract: Contract) -> VerdictRecorder:
+    """Hands measured quantities to the contract; never holds a limit of its own."""
+    state: _RunState = request.config.stash[_STATE]
+    if state.journal is None:
+        name = getattr(request.config, "workerinput", {}).get("workerid", "main")
+        state.journal = Journal(journal_dir(_out_dir(state)), name)
+    return VerdictRecorder(contract, state.journal, request.node.nodeid)
+
+
+@pytest.fixture
+def evidence_dir(request: pytest.FixtureRequest) -> Path:
+    """A folder for this test's evidence files inside the results folder."""
+    state: _RunState = request.config.stash[_STATE]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.nodeid)
+    path = _out_dir(state) / "evidence" / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- hooks ------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    outcome = yield
+    excinfo = outcome.excinfo
+    if excinfo is not None and isinstance(excinfo[1], UnjudgedQuantity):
+        outcome.force_exception(pytest.skip.Exception(str(excinfo[1]), _use_item_location=True))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state: _RunState = session.config.stash[_STATE]
+    if state.journal is not None:
+        state.journal.close()
+    if state.out is None:
+        return
+    worker = getattr(session.config, "workerinput", None)
+    simulated = _simulated_seconds(state)
+    if worker is not None:
+        if simulated:
+            (journal_dir(state.out) / f"{worker['workerid']}.clock.json").write_text(
+                json.dumps({"simulated_seconds": simulated})
+            )
+        return
+    if not journal_dir(state.out).is_dir():
+        return  # no scenario ran in this session
+    for path in journal_dir(state.out).glob("*.clock.json"):
+        simulated += json.loads(path.read_text())["simulated_seconds"]
+    run = RunRecord(
+        harness_version=version("solar-battery-harness"),
+        started=state.started.isoformat(timespec="seconds"),
+        wall_seconds=round(time.perf_counter() - state.wall_start, 3),
+        simulated_seconds=round(simulated, 3),
+        campaign=session.config.getoption("harness_campaign"),
+        site=str(state.site_path),
+        site_sha256=state.site.sha256,
+        contract=str(state.contract_path),
+        contract_sha256=state.contract.sha256,
+        complete=exitstatus in (0, 1),
+    )
+    write_verdicts(state.out, build_verdicts(state.out, state.contract, state.site), run)
+    if state.out.parent.name == "reports" or os.environ.get("HARNESS_LATEST"):
+        point_latest(state.out)
+
+
+def _simulated_seconds(state: _RunState) -> float:
+    bench = state.bench
+    if bench is None or not bench.clock.simulated:
+        return 0.0
+    return float(bench.clock.now())

@@ -1,0 +1,312 @@
+"""CAN transport: a python-can bus decoded through a cantools database (DESIGN section 2).
+
+One object per bus. It owns the decode of every frame (a DBC is decoded one way only, here), keeps
+the latest value of every signal and per-message arrival statistics, and counts what it could not
+understand. Two ways to feed it, sharing one on-frame function:
+
+- :meth:`CanTransport.pump` drains whatever waits on the bus without blocking; a lock-step
+  simulated clock calls it after each advance, so no thread and no wall-time wait is involved.
+- :meth:`CanTransport.start` runs a python-can ``Notifier`` reader thread for real-time sites.
+
+Timestamps: a frame's bus timestamp goes through ``timebase`` (the site clock's ``bus_time``) so
+every value and statistic is on the site timebase.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self, cast
+
+import can
+import cantools
+from cantools.database import DecodeError
+from cantools.database.can import Database, Message
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 1.0
+"""Longest a send may block on a full transmit queue before it raises."""
+
+
+def load_database(path: str | Path) -> Database:
+    """Load a DBC (or other cantools CAN format) in strict mode.
+
+    Strict mode rejects overlapping signals and signals that do not fit their message, so a broken
+    interface definition fails at load time instead of decoding garbage.
+    """
+    db = cantools.database.load_file(str(path), strict=True)
+    if not isinstance(db, Database):
+        raise TypeError(f"{path}: not a CAN database (got {type(db).__name__})")
+    return db
+
+
+def open_bus(interface: str, channel: str, bitrate: int | None = None, **kwargs: Any) -> can.BusABC:
+    """Open a bus through python-can's interface registry (``virtual``, ``socketcan``, ``pcan``...).
+
+    Configuration files (``~/can.ini``, ``CAN_*`` variables) are ignored: the site file is the only
+    source of bus settings, so a run is reproducible on another laptop. A ``virtual`` bus never
+    echoes its own frames; pass ``preserve_timestamps=True`` on the sending side of a simulated-time
+    site so frames carry site time instead of wall time.
+    """
+    if interface == "virtual":
+        kwargs.setdefault("receive_own_messages", False)
+    if bitrate is not None:
+        kwargs["bitrate"] = bitrate
+    return can.Bus(channel=channel, interface=interface, ignore_config=True, **kwargs)
+
+
+@dataclass(frozen=True)
+class SignalValue:
+    """A decoded signal value and the site time of the frame that carried it."""
+
+    value: float
+    t: float
+
+
+@dataclass(frozen=True)
+class CycleStats:
+    """Arrival statistics of one message, on the site timebase.
+
+    Periods exist only between consecutive frames; a message seen fewer than twice has none, so
+    ``min_period``/``max_period``/``mean_period`` are ``None`` and :meth:`deviation_pct` is
+    ``inf``: an unobserved period cannot be shown to conform, and ``inf`` fails any maximum.
+    """
+
+    count: int = 0
+    first_t: float | None = None
+    last_t: float | None = None
+    min_period: float | None = None
+    max_period: float | None = None
+    mean_period: float | None = None
+
+    def deviation_pct(self, expected_period_s: float) -> float:
+        """Worst ``|period - expected| / expected * 100`` over the observed periods."""
+        if expected_period_s <= 0:
+            raise ValueError(f"expected period must be positive, got {expected_period_s} s")
+        if self.min_period is None or self.max_period is None:
+            return math.inf
+        worst = max(
+            abs(self.min_period - expected_period_s),
+            abs(self.max_period - expected_period_s),
+        )
+        return worst / expected_period_s * 100.0
+
+
+class _Accumulator:
+    """Mutable per-message statistics; the worst deviation is reached at the min or max period."""
+
+    __slots__ = ("count", "first_t", "last_t", "max_period", "min_period")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_t = 0.0
+        self.last_t = 0.0
+        self.min_period = math.inf
+        self.max_period = -math.inf
+
+    def add(self, t: float) -> None:
+        if self.count:
+            period = t - self.last_t
+            self.min_period = min(self.min_period, period)
+            self.max_period = max(self.max_period, period)
+        else:
+            self.first_t = t
+        self.last_t = t
+        self.count += 1
+
+    def snapshot(self) -> CycleStats:
+        if self.count == 0:
+            return CycleStats()
+        if self.count == 1:
+            return CycleStats(1, self.first_t, self.last_t)
+        mean = (self.last_t - self.first_t) / (self.count - 1)
+        return CycleStats(
+            self.count,
+            self.first_t,
+            self.last_t,
+            self.min_period,
+            self.max_period,
+            mean,
+        )
+
+
+class CanTransport:
+    """A bus plus its database: decoded latest values, cycle statistics, unknown ids.
+
+    The transport owns the bus once handed over: :meth:`close` shuts it down. Frames with an id
+    the database knows are counted in that message's statistics even when their payload fails to
+    decode (the arrival is real; the payload error is counted in ``decode_errors``).
+    """
+
+    def __init__(self, bus: can.BusABC, db: Database, timebase: Callable[[float], float]) -> None:
+        self.bus = bus
+        self.db = db
+        self.timebase = timebase
+        self.unknown_ids: Counter[int] = Counter()
+        self.decode_errors = 0
+        self._lock = threading.Lock()
+        self._by_id: dict[tuple[int, bool], Message] = {
+            (m.frame_id, m.is_extended_frame): m for m in db.messages
+        }
+        self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        self._stats: dict[str, _Accumulator] = {m.name: _Accumulator() for m in db.messages}
+        self._listeners: list[can.Listener] = []
+        self._notifier: can.Notifier | None = None
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _on_frame(self, msg: can.Message) -> None:
+        """Decode one frame and update the state; shared by :meth:`pump` and the Notifier."""
+        if not msg.is_error_frame and not msg.is_remote_frame:
+            t = self.timebase(msg.timestamp)
+            message = self._by_id.get((msg.arbitration_id, msg.is_extended_id))
+            values: dict[str, Any] | None = None
+            if message is not None:
+                try:
+                    values = cast("dict[str, Any]", message.decode(cast("bytes", msg.data), False))
+                except (DecodeError, ValueError, KeyError):  # wrong length, bad payload
+                    values = None
+            with self._lock:
+                if message is None:
+                    self.unknown_ids[msg.arbitration_id] += 1
+                else:
+                    self._stats[message.name].add(t)
+                    if values is None:
+                        self.decode_errors += 1
+                    else:
+                        self._latest[message.name] = (values, t)
+        for listener in self._listeners:
+            try:
+                listener.on_message_received(msg)
+            except Exception:
+                log.exception("CAN listener %r failed on %s", listener, msg)
+
+    def pump(self, max_frames: int | None = None) -> int:
+        """Process every frame waiting on the bus without blocking; return how many.
+
+        ``max_frames`` bounds the work on a bus that never goes quiet.
+        """
+        if self._notifier is not None:
+            raise RuntimeError("pump() while the background reader runs: use one or the other")
+        n = 0
+        while max_frames is None or n < max_frames:
+            msg = self.bus.recv(timeout=0.0)
+            if msg is None:
+                break
+            self._on_frame(msg)
+            n += 1
+        return n
+
+    def start(self, poll_s: float = 0.1) -> None:
+        """Read in a background Notifier thread (real-time sites). ``poll_s`` bounds stop()."""
+        if self._notifier is None:
+            self._notifier = can.Notifier(self.bus, [self._on_frame], timeout=poll_s)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the background reader, waiting at most ``timeout`` seconds for its thread."""
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.stop(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._notifier is not None
+
+    def add_listener(self, listener: can.Listener) -> None:
+        """Also hand every received frame to ``listener`` (e.g. a ``can.Logger`` for evidence).
+
+        The caller stops its listener; :meth:`close` does not.
+        """
+        self._listeners.append(listener)
+
+    def close(self) -> None:
+        """Stop the reader and shut the bus down."""
+        self.stop()
+        self.bus.shutdown()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(
+        self,
+        message_name: str,
+        signals: dict[str, float],
+        timestamp: float | None = None,
+        strict: bool = True,
+    ) -> None:
+        """Encode and transmit a database message.
+
+        ``timestamp`` is what a timestamp-preserving (virtual) bus carries; give the site time in
+        simulated time. Without it the frame is stamped with wall epoch time, as real interfaces
+        and non-preserving virtual buses do. ``strict`` demands every signal, each within range.
+        """
+        message = self._message(message_name)
+        data = message.encode(signals, strict=strict)
+        frame = can.Message(
+            arbitration_id=message.frame_id,
+            is_extended_id=message.is_extended_frame,
+            data=data,
+            timestamp=time.time() if timestamp is None else timestamp,
+        )
+        self.bus.send(frame, timeout=SEND_TIMEOUT_S)
+
+    # -- reading the state ---------------------------------------------------------------------
+
+    def latest(self, message: str, signal: str) -> SignalValue | None:
+        """Last decoded value of ``message.signal``, or ``None`` if never received."""
+        with self._lock:
+            entry = self._latest.get(message)
+        if entry is None:
+            if message not in self._stats:
+                raise KeyError(f"message {message!r} is not in the CAN database")
+            return None
+        values, t = entry
+        if signal not in values:
+            raise KeyError(f"signal {signal!r} is not in message {message!r}")
+        return SignalValue(float(values[signal]), t)
+
+    def stats(self, message: str) -> CycleStats:
+        """Arrival statistics of ``message`` so far (count 0 if never received)."""
+        with self._lock:
+            acc = self._stats.get(message)
+            if acc is None:
+                raise KeyError(f"message {message!r} is not in the CAN database")
+            return acc.snapshot()
+
+    def expected_period(self, message: str) -> float | None:
+        """The message's cycle time from the database (``GenMsgCycleTime``), s; None if unset."""
+        cycle_ms = self._message(message).cycle_time
+        return cycle_ms / 1000.0 if cycle_ms else None
+
+    def deviation_pct(self, message: str) -> float:
+        """Worst period deviation of ``message`` from its database cycle time, %."""
+        expected = self.expected_period(message)
+        if expected is None:
+            raise ValueError(f"message {message!r} has no cycle time (GenMsgCycleTime) in the DBC")
+        return self.stats(message).deviation_pct(expected)
+
+    def reset_stats(self, messages: Iterable[str] | None = None) -> None:
+        """Forget arrival statistics (all messages, or the named ones) to start a new window."""
+        with self._lock:
+            for name in list(self._stats) if messages is None else messages:
+                if name not in self._stats:
+                    raise KeyError(f"message {name!r} is not in the CAN database")
+                self._stats[name] = _Accumulator()
+
+    def _message(self, name: str) -> Message:
+        try:
+            return self.db.get_message_by_name(name)
+        except KeyError:
+            raise KeyError(f"message {name!r} is not in the CAN database") from None

@@ -1,0 +1,1 @@
+"""Contract evaluation: measured quantities + clauses -> verdicts, with coverage."""

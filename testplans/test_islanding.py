@@ -1,0 +1,41 @@
+"""Islanding: the cluster must not keep an unintended island alive."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.measure.trace import MeasurementError
+
+
+@pytest.mark.campaign("factory", "ci")
+@pytest.mark.switching
+def test_unintentional_islanding(site, load_bank, pcc, analyzer, verdicts, evidence_dir, restore_after):
+    """IEEE 1547.1-2020 5.10: an island formed at the PCC with a balanced RLC load (quality factor
+    from the method) is cleared within the contracted time, measured on the analyzer's capture."""
+    quantity = "islanding.clearing_time"
+    method = verdicts.method(quantity)
+    site.dispatch_all(fraction=1.0)
+    site.clock.sleep(site.seconds(method["settle"]))
+    load_bank.balance(power=analyzer.measure("inverters.power"), quality_factor=method["quality_factor"])
+    currents = [f"{name}.inverter.current" for name in site.nodes]
+    with analyzer.capture("pcc.voltage", "pcc.breaker", *currents) as trace:
+        pcc.open()
+        site.clock.sleep(verdicts.window(quantity))
+    evidence = trace.to_csv(evidence_dir / "island-capture.csv")
+    opened = trace.event("pcc_open")
+    for name, node in site.nodes.items():
+        cease_v = site.per_unit_voltage(method["cease_threshold"])
+        cease_i = site.per_unit_current(method["cease_threshold"], node.inverter.rated_power())
+        try:
+            cleared = trace.time_until(
+                ["pcc.voltage", f"{name}.inverter.current"], below=[cease_v, cease_i], since=opened
+            )
+        except MeasurementError:
+            # Still energizing when the capture ended: the clearing time is at least the window.
+            cleared, still_on = trace.end - opened, True
+        else:
+            still_on = False
+        verdicts.record(
+            quantity, cleared, node=name, uncertainty=trace.resolution,
+            evidence=[evidence], still_energized_at_end=still_on,
+        )

@@ -1,0 +1,95 @@
+"""The island test load: a parallel RLC at the home bus (IEEE 1547.1 unintentional islanding).
+
+Sized at nominal voltage: R dissipates ``power_w``; L and C each exchange
+``quality_factor * power_w`` of reactive power, so they cancel at nominal frequency and the island
+sits at resonance. The quality factor also sets how fast an unsupplied island dies out: the
+natural response of a parallel RLC decays as exp(-t / (2 R C)) = exp(-t * 2 pi f0 / (2 Q)).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+DEAD_BUS_TIME_CONSTANT_S = 0.005
+"""Decay time constant of an unloaded (or purely resistive) bus: a stand-in for the stray
+capacitance and the inverters' own filters, small enough to read as an immediate collapse."""
+
+
+def _ignore(_event: str) -> None:
+    """Default notification sink for a load used outside a plant."""
+
+
+class IslandLoad:
+    """A parallel RLC load tuned to the plant's nominal frequency."""
+
+    def __init__(
+        self,
+        power_w: float,
+        quality_factor: float,
+        nominal_voltage_v: float,
+        nominal_frequency_hz: float,
+        notify: Callable[[str], None] = _ignore,
+    ) -> None:
+        self._vn = float(nominal_voltage_v)
+        self._f0 = float(nominal_frequency_hz)
+        self._notify = notify
+        self._power_w = 0.0
+        self._q = 0.0
+        self._apply(power_w, quality_factor)
+
+    def _apply(self, power_w: float, quality_factor: float) -> None:
+        if power_w < 0 or quality_factor < 0:
+            raise ValueError(f"island load needs P >= 0 and Q >= 0, got {power_w} W Q {quality_factor}")
+        self._power_w = float(power_w)
+        self._q = float(quality_factor)
+
+    def set(self, power_w: float, quality_factor: float = 1.0) -> None:
+        """Resize the load (the operator's load-bank knobs); notifies the plant if it changed."""
+        if power_w == self._power_w and quality_factor == self._q:
+            return
+        self._apply(power_w, quality_factor)
+        self._notify(f"island_load:{power_w:g}W,Q={quality_factor:g}")
+
+    @property
+    def power_w(self) -> float:
+        """Resistive power at nominal voltage, W."""
+        return self._power_w
+
+    @property
+    def quality_factor(self) -> float:
+        return self._q
+
+    @property
+    def resonant_frequency_hz(self) -> float:
+        """Frequency where L and C cancel: the plant's nominal frequency by construction."""
+        return self._f0
+
+    @property
+    def resistance_ohm(self) -> float:
+        return math.inf if self._power_w == 0 else self._vn**2 / self._power_w
+
+    @property
+    def inductance_h(self) -> float:
+        reactive = self._q * self._power_w
+        return math.inf if reactive == 0 else self._vn**2 / (2 * math.pi * self._f0 * reactive)
+
+    @property
+    def capacitance_f(self) -> float:
+        return self._q * self._power_w / (self._vn**2 * 2 * math.pi * self._f0)
+
+    @property
+    def time_constant_s(self) -> float:
+        """Envelope decay time constant 2 R C = 2 Q / (2 pi f0) of the unsupplied bus.
+
+        With no load, or a purely resistive one (Q = 0, which would collapse instantly), the bus
+        decays with :data:`DEAD_BUS_TIME_CONSTANT_S` instead.
+        """
+        if self._power_w == 0 or self._q == 0:
+            return DEAD_BUS_TIME_CONSTANT_S
+        return 2 * self._q / (2 * math.pi * self._f0)
+
+    def power_at(self, voltage_v: float) -> float:
+        """Active power drawn at ``voltage_v`` (the resistor's V^2 / R)."""
+        ratio = voltage_v / self._vn
+        return self._power_w * ratio * ratio

@@ -1,0 +1,201 @@
+"""Parameters of the virtual plant: plain dataclasses in SI units.
+
+Standards values (trip settings, enter-service window, delay and ramp) deliberately have no
+defaults here: they come from a profile or contract file through the caller, so that a plant can
+never silently run with settings nobody chose. Product values that only shape the physics (pack
+resistance, thermal constants) carry typical defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRIP_FUNCTIONS: tuple[str, ...] = ("ov2", "ov1", "uv1", "uv2", "of2", "of1", "uf1", "uf2")
+"""Trip function names: over/under voltage (threshold in pu), over/under frequency (in Hz)."""
+
+DEFAULT_OCV_CURVE = Path(__file__).resolve().parent.parent / "data" / "lfp_ocv.yaml"
+"""The LFP cell open-circuit-voltage table shipped with the virtual devices."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class TripSetting:
+    """One protective function: trip when beyond ``threshold`` for ``clearing_time_s``.
+
+    ``threshold`` is in pu of nominal voltage for voltage functions and in Hz for frequency ones.
+    """
+
+    threshold: float
+    clearing_time_s: float
+
+    def __post_init__(self) -> None:
+        _require(_finite(self.threshold), f"trip threshold must be a finite number: {self!r}")
+        _require(
+            _finite(self.clearing_time_s) and self.clearing_time_s >= 0,
+            f"trip clearing time must be >= 0 s: {self!r}",
+        )
+
+
+@dataclass(frozen=True)
+class EnterServiceParams:
+    """The window the grid must stay in for ``delay_s`` before a unit energizes, and its ramp."""
+
+    v_low_pu: float
+    v_high_pu: float
+    f_low_hz: float
+    f_high_hz: float
+    delay_s: float
+    ramp_s: float
+
+    def __post_init__(self) -> None:
+        _require(self.v_low_pu <= self.v_high_pu, f"enter service: v_low > v_high in {self!r}")
+        _require(self.f_low_hz <= self.f_high_hz, f"enter service: f_low > f_high in {self!r}")
+        _require(self.delay_s >= 0 and self.ramp_s >= 0, f"enter service: negative time {self!r}")
+
+
+@dataclass
+class InverterParams:
+    """A grid-following battery inverter.
+
+    ``anti_islanding_delay_s`` is a defect hook: when set, the unit keeps energizing an island for
+    that long instead of its detection time. ``setpoint_ramp_w_per_s`` defaults to rated power
+    per second.
+    """
+
+    rated_power_w: float
+    nominal_voltage_v: float
+    nominal_frequency_hz: float
+    trips: dict[str, TripSetting]
+    enter_service: EnterServiceParams
+    anti_islanding_detection_s: float = 0.5
+    efficiency: float = 0.96
+    setpoint_ramp_w_per_s: float | None = None
+    anti_islanding_delay_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.rated_power_w > 0, f"inverter rated power must be > 0 W: {self.rated_power_w}")
+        _require(self.nominal_voltage_v > 0, "inverter nominal voltage must be > 0 V")
+        _require(self.nominal_frequency_hz > 0, "inverter nominal frequency must be > 0 Hz")
+        unknown = sorted(set(self.trips) - set(TRIP_FUNCTIONS))
+        _require(not unknown, f"unknown trip functions {unknown}; known: {list(TRIP_FUNCTIONS)}")
+        _require(0 < self.efficiency <= 1, f"inverter efficiency must be in (0, 1]: {self.efficiency}")
+        _require(self.anti_islanding_detection_s >= 0, "anti-islanding detection time must be >= 0")
+        if self.anti_islanding_delay_s is not None:
+            _require(self.anti_islanding_delay_s >= 0, "anti_islanding_delay_s must be >= 0")
+        if self.setpoint_ramp_w_per_s is None:
+            self.setpoint_ramp_w_per_s = self.rated_power_w
+        _require(self.setpoint_ramp_w_per_s > 0, "setpoint ramp must be > 0 W/s")
+
+    @property
+    def ramp_rate_w_per_s(self) -> float:
+        """The setpoint ramp as a plain float (rated power per second when not given)."""
+        rate = self.setpoint_ramp_w_per_s
+        return self.rated_power_w if rate is None else rate
+
+    @property
+    def island_clearing_s(self) -> float:
+        """How long the unit energizes an island: the detection time, or the defect's delay."""
+        if self.anti_islanding_delay_s is not None:
+            return self.anti_islanding_delay_s
+        return self.anti_islanding_detection_s
+
+
+@dataclass(kw_only=True)
+class BatteryParams:
+    """A pack of series LFP cells.
+
+    Keyword-only because the pack's voltage and current limits (product data from the site file)
+    have no sensible defaults, yet follow fields that do.
+    """
+
+    cells_in_series: int = 15
+    capacity_ah: float = 100.0
+    initial_soc_pct: float = 60.0
+    resistance_ohm: float = 0.02
+    soh_pct: float = 100.0
+    ambient_c: float = 25.0
+    thermal_resistance_c_per_w: float = 0.5
+    thermal_capacity_j_per_c: float = 20000.0
+    charge_voltage_limit_v: float
+    discharge_voltage_limit_v: float
+    max_charge_current_a: float
+    max_discharge_current_a: float
+    ocv_curve_file: Path = field(default_factory=lambda: DEFAULT_OCV_CURVE)
+
+    def __post_init__(self) -> None:
+        self.ocv_curve_file = Path(self.ocv_curve_file)
+        _require(self.cells_in_series >= 1, "a pack needs at least one cell in series")
+        _require(self.capacity_ah > 0, "battery capacity must be > 0 Ah")
+        _require(0 <= self.initial_soc_pct <= 100, "initial SoC must be within 0..100 %")
+        _require(0 < self.soh_pct <= 100, "SoH must be within (0, 100] %")
+        _require(self.resistance_ohm >= 0, "pack resistance must be >= 0 ohm")
+        _require(self.thermal_resistance_c_per_w > 0, "thermal resistance must be > 0 degC/W")
+        _require(self.thermal_capacity_j_per_c > 0, "thermal capacity must be > 0 J/degC")
+        _require(
+            self.discharge_voltage_limit_v < self.charge_voltage_limit_v,
+            "discharge voltage limit must be below the charge voltage limit",
+        )
+        _require(
+            self.max_charge_current_a >= 0 and self.max_discharge_current_a >= 0,
+            "current limits must be >= 0 A",
+        )
+
+
+@dataclass
+class IslandLoadParams:
+    """Parallel RLC load at the home bus, balanced at nominal frequency (IEEE 1547.1 island test)."""
+
+    power_w: float = 0.0
+    quality_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.power_w >= 0, f"island load power must be >= 0 W: {self.power_w}")
+        _require(self.quality_factor >= 0, f"quality factor must be >= 0: {self.quality_factor}")
+
+
+@dataclass
+class NodeParams:
+    """One home: an inverter and its battery pack."""
+
+    name: str
+    inverter: InverterParams
+    battery: BatteryParams
+
+
+@dataclass
+class PlantParams:
+    """The site: nominal grid, homes behind one PCC, the island load and the stepping policy.
+
+    The plant steps ``coarse_step_s`` in steady state and ``fine_step_s`` for ``fine_window_s``
+    after any event; discrete events (trip timers, detection deadlines) are always landed on
+    exactly, whatever the step.
+    """
+
+    nominal_voltage_v: float
+    nominal_frequency_hz: float
+    nodes: list[NodeParams]
+    island_load: IslandLoadParams = field(default_factory=IslandLoadParams)
+    coarse_step_s: float = 0.05
+    fine_step_s: float = 0.001
+    fine_window_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.nominal_voltage_v > 0, "plant nominal voltage must be > 0 V")
+        _require(self.nominal_frequency_hz > 0, "plant nominal frequency must be > 0 Hz")
+        _require(0 < self.fine_step_s <= self.coarse_step_s, "need 0 < fine_step_s <= coarse_step_s")
+        _require(self.fine_window_s >= 0, "fine_window_s must be >= 0")
+        names = [node.name for node in self.nodes]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        _require(not duplicates, f"duplicate node names: {duplicates}")
+        for name in names:
+            _require(bool(name) and "." not in name, f"node name must be non-empty, no '.': {name!r}")

@@ -1,0 +1,254 @@
+"""The virtual plant: grid source, PCC breaker, home bus, island load, homes (inverter + pack).
+
+Lock-step on a simulated clock: :meth:`Plant.advance` brings the plant to a target time in
+adaptive steps, coarse in steady state and fine for a window after any event, and always lands a
+step exactly on the next scheduled discrete event (a trip timer, an island-detection deadline, the
+end of an enter-service delay), so event times are exact to floating point. Setters on the grid,
+breaker, load and inverter setpoints call :meth:`Plant.mark_event`, which logs the event, settles
+the plant at the present instant and refines the step. Callers serialize access (the SimClock's
+lock): the plant is not thread-safe by itself.
+
+Home bus physics:
+
+* PCC closed and grid output on: the bus is the grid (V and f).
+* Islanded (PCC open or grid output off), some inverter energizing: grid-following inverters are
+  current sources in phase with the bus, so the resistive balance sets the voltage,
+  V = Vnom * sqrt(P_inv / P_load), and the island sits at the RLC load's resonance, the nominal
+  frequency (the load is balanced there and the inverters inject no reactive power). The bus
+  relaxes toward that value with the load's time constant 2 Q / (2 pi f0). With no island load
+  the inverters' behaviour is undefined; the model holds nominal voltage and leaves it to the
+  anti-islanding detection to clear.
+* Islanded, nothing energizing: the bus voltage decays exponentially from its last value with the
+  same time constant (5 ms without load) and the frequency keeps its last value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from virtual_devices.plant.battery import Battery
+from virtual_devices.plant.breaker import Breaker
+from virtual_devices.plant.grid import GridSource
+from virtual_devices.plant.inverter import GridFollowingInverter
+from virtual_devices.plant.load import IslandLoad
+from virtual_devices.plant.params import PlantParams
+from virtual_devices.plant.recorder import Recorder, unknown_channel
+
+
+@dataclass
+class Node:
+    """One home on the bus."""
+
+    name: str
+    inverter: GridFollowingInverter
+    battery: Battery
+
+
+class Plant:
+    """The whole site's physics; see the module docstring for the bus model."""
+
+    def __init__(self, params: PlantParams) -> None:
+        self.params = params
+        self.t = 0.0
+        self.steps = 0
+        """Number of integration steps taken so far (for tests and benchmarks)."""
+        self.events: list[tuple[float, str]] = []
+        """Ground-truth log of discrete events: (time, name)."""
+        self._vn = params.nominal_voltage_v
+        self._fn = params.nominal_frequency_hz
+        self._fine_until = -math.inf
+        self._next_event = math.inf
+        self.grid = GridSource(self._vn, self._fn, notify=self.mark_event)
+        self.pcc = Breaker(closed=True, notify=self.mark_event)
+        load = params.island_load
+        self.island_load = IslandLoad(
+            load.power_w, load.quality_factor, self._vn, self._fn, notify=self.mark_event
+        )
+        self.nodes: dict[str, Node] = {}
+        for node_params in params.nodes:
+            battery = Battery(node_params.battery)
+            inverter = GridFollowingInverter(
+                node_params.inverter,
+                battery,
+                name=f"{node_params.name}.inverter",
+                emit=self._emit,
+                notify=self.mark_event,
+            )
+            self.nodes[node_params.name] = Node(node_params.name, inverter, battery)
+        self._pairs = [(node.inverter, node.battery) for node in self.nodes.values()]
+        self._inverters = [node.inverter for node in self.nodes.values()]
+        self._connected = True
+        self._bus_v = self.grid.voltage_v
+        self._bus_f = self.grid.frequency_hz
+        self._channels = self._build_channels()
+        self.recorder = Recorder(self._channels, lambda: self.t)
+        # At t = 0 a healthy grid finds the units already in service: scenarios do not wait for
+        # a 300 s enter-service delay before they can start.
+        for inverter in self._inverters:
+            if inverter.in_service_window(self._bus_v, self._bus_f):
+                inverter.start_in_service()
+        self._settle()
+
+    # -- readings ----------------------------------------------------------------------------
+
+    @property
+    def bus_voltage_v(self) -> float:
+        """Home-side voltage of the PCC, V rms."""
+        return self._bus_v
+
+    @property
+    def bus_frequency_hz(self) -> float:
+        return self._bus_f
+
+    @property
+    def grid_connected(self) -> bool:
+        """Whether the home bus is tied to a live grid (PCC closed and grid output on)."""
+        return self._connected
+
+    @property
+    def pcc_power_w(self) -> float:
+        """Active power through the PCC, W, positive = import from the grid."""
+        if not self._connected:
+            return 0.0
+        exported = 0.0
+        for inverter in self._inverters:
+            exported += inverter.power_w
+        return self.island_load.power_at(self._bus_v) - exported
+
+    def channel(self, name: str) -> float:
+        """Instantaneous value of a recorder channel (see :meth:`Recorder.channels`)."""
+        getter = self._channels.get(name)
+        if getter is None:
+            raise unknown_channel(name, self._channels)
+        return getter()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def mark_event(self, name: str | None = None) -> None:
+        """Something changed from outside at the present instant: log it, settle, refine."""
+        if name:
+            self.events.append((self.t, name))
+        self._fine_until = max(self._fine_until, self.t + self.params.fine_window_s)
+        self._settle()
+        if self.recorder.active:
+            self.recorder.sample(self.t)
+
+    def _emit(self, name: str) -> None:
+        """A component's discrete event inside a step (the plant's time is already its time)."""
+        self.events.append((self.t, name))
+        self._fine_until = max(self._fine_until, self.t + self.params.fine_window_s)
+
+    def _settle(self) -> None:
+        """Re-evaluate the bus and all discrete logic at the present instant (no time passes)."""
+        t = self.t
+        self._connected = self.pcc.closed and self.grid.output_on
+        if self._connected:
+            self._bus_v = self.grid.voltage_v
+            self._bus_f = self.grid.frequency_hz
+        self._update_discrete(t)
+        for inverter, battery in self._pairs:
+            inverter.update_power(t, 0.0)
+            battery.step(0.0, inverter.dc_power_w)
+
+    def _update_discrete(self, t: float) -> None:
+        bus_v = self._bus_v
+        bus_f = self._bus_f
+        connected = self._connected
+        nxt = math.inf
+        for inverter in self._inverters:
+            inverter.update(t, bus_v, bus_f, connected)
+            due = inverter.next_event_time(t)
+            if due < nxt:
+                nxt = due
+        self._next_event = nxt
+
+    # -- time --------------------------------------------------------------------------------
+
+    def advance(self, until: float) -> None:
+        """Step the plant up to ``until`` (s on the site clock); nothing if it is not ahead."""
+        t = self.t
+        if until <= t:
+            return
+        params = self.params
+        coarse = params.coarse_step_s
+        fine = params.fine_step_s
+        snap = fine * 1e-6  # closer than this, a step boundary is moved onto the target
+        pairs = self._pairs
+        recorder = self.recorder
+        load = self.island_load
+        while t < until:
+            t1 = t + (fine if t < self._fine_until else coarse)
+            if t1 > until - snap:
+                t1 = until
+            nxt = self._next_event
+            if t < nxt < t1 + snap and nxt <= until:
+                t1 = nxt
+            dt = t1 - t
+            for inverter, battery in pairs:
+                battery.step(dt, inverter.dc_power_w)
+            bus_moved = False
+            if not self._connected:
+                bus_moved = self._island_step(dt, load)
+            t = t1
+            self.t = t
+            self.steps += 1
+            if bus_moved or t >= nxt:
+                self._update_discrete(t)
+            for inverter, battery in pairs:
+                inverter.update_power(t, dt)
+                battery.step(0.0, inverter.dc_power_w)
+            if recorder.active:
+                recorder.sample(t)
+
+    def _island_step(self, dt: float, load: IslandLoad) -> bool:
+        """Advance the islanded bus over ``dt``; returns whether its voltage or frequency moved."""
+        energizing = False
+        injected = 0.0
+        for inverter in self._inverters:
+            if inverter.energizing:
+                energizing = True
+                injected += inverter.power_w
+        v = self._bus_v
+        f = self._bus_f
+        if energizing:
+            if load.power_w > 0.0:
+                target = self._vn * math.sqrt(injected / load.power_w) if injected > 0 else 0.0
+                f = load.resonant_frequency_hz
+            else:
+                target = self._vn
+        else:
+            target = 0.0
+        if v != target:
+            v = target + (v - target) * math.exp(-dt / load.time_constant_s)
+        moved = v != self._bus_v or f != self._bus_f
+        self._bus_v = v
+        self._bus_f = f
+        return moved
+
+    # -- channels ----------------------------------------------------------------------------
+
+    def _build_channels(self) -> dict[str, Callable[[], float]]:
+        inverters = self._inverters
+        channels: dict[str, Callable[[], float]] = {
+            "pcc.voltage": lambda: self._bus_v,
+            "pcc.frequency": lambda: self._bus_f,
+            "pcc.breaker": lambda: 1.0 if self.pcc.closed else 0.0,
+            "pcc.power": lambda: self.pcc_power_w,
+            "grid.voltage": lambda: self.grid.output_voltage_v,
+            "grid.frequency": lambda: self.grid.frequency_hz,
+            "inverters.current": lambda: sum(inv.current_a for inv in inverters),
+            "inverters.power": lambda: sum(inv.power_w for inv in inverters),
+        }
+        for name, node in self.nodes.items():
+            inv = node.inverter
+            bat = node.battery
+            channels[f"{name}.inverter.power"] = lambda inv=inv: inv.power_w
+            channels[f"{name}.inverter.current"] = lambda inv=inv: inv.current_a
+            channels[f"{name}.inverter.energizing"] = lambda inv=inv: 1.0 if inv.energizing else 0.0
+            channels[f"{name}.battery.voltage"] = lambda bat=bat: bat.voltage_v
+            channels[f"{name}.battery.current"] = lambda bat=bat: bat.current_a
+            channels[f"{name}.battery.soc"] = lambda bat=bat: bat.soc_pct
+            channels[f"{name}.battery.temperature"] = lambda bat=bat: bat.temperature_c
+        return channels

@@ -1,0 +1,226 @@
+"""Build a virtual site from a site file: the plant, its endpoints, and the defects it carries.
+
+Every endpoint is a real protocol server (Modbus TCP, python-can virtual bus, SCPI over TCP) on
+127.0.0.1 with an OS-chosen port. The harness is handed only their addresses, as on a bench;
+it never reads the plant directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from harness.config.contract import load_contract
+from harness.config.errors import ConfigErrors
+from harness.config.settings import Settings
+from harness.config.site import (
+    CanEndpoint,
+    InstrumentConfig,
+    ModbusTcpEndpoint,
+    Site,
+    VisaEndpoint,
+)
+from harness.transports.aioloop import LoopThread
+from virtual_devices.defects import AppliedDefect, parse_defects
+from virtual_devices.endpoints.bms import VirtualBms
+from virtual_devices.endpoints.instruments import (
+    VirtualGridSimulator,
+    VirtualLoadBank,
+    VirtualPowerAnalyzer,
+)
+from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint
+from virtual_devices.endpoints.io_module import IoModuleEndpoint
+from virtual_devices.endpoints.scpi_server import ScpiServer
+from virtual_devices.plant.params import (
+    BatteryParams,
+    EnterServiceParams,
+    InverterParams,
+    IslandLoadParams,
+    NodeParams,
+    PlantParams,
+    TripSetting,
+)
+from virtual_devices.plant.plant import Plant
+
+HOST = "127.0.0.1"
+
+
+def _settings(site: Site) -> Settings:
+    if site.spec.site.settings is None:
+        raise ConfigErrors.single(site.path, "a virtual site needs 'site.settings' (a profile)", None, "site.settings")
+    settings = load_contract(site.resolve(site.spec.site.settings)).settings
+    if settings is None or settings.trips is None or settings.enter_service is None:
+        raise ConfigErrors.single(
+            site.resolve(site.spec.site.settings), "profile has no 'settings' with trips and enter_service"
+        )
+    return settings
+
+
+def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
+    """Translate the site file (and its defects) into the plant's physical parameters."""
+    settings = _settings(site)
+    assert settings.trips is not None and settings.enter_service is not None
+    es = settings.enter_service
+    enter = EnterServiceParams(es.voltage_low, es.voltage_high, es.frequency_low, es.frequency_high, es.delay, es.ramp)
+    trips = {
+        fn: TripSetting(settings.trip_threshold(fn), s.clearing_time) for fn, s in settings.trips.items()
+    }
+    nominal_v = site.spec.site.nominal_voltage
+    nominal_f = site.spec.site.nominal_frequency
+    nodes = []
+    for node in site.spec.nodes:
+        inv = node.inverter
+        island_delay = _defect_value(defects, node.name, "anti_islanding_delay")
+        battery = node.battery
+        assert battery is not None
+        nodes.append(
+            NodeParams(
+                name=node.name,
+                inverter=InverterParams(
+                    rated_power_w=inv.rated_power,
+                    nominal_voltage_v=nominal_v,
+                    nominal_frequency_hz=nominal_f,
+                    trips=dict(trips),
+                    enter_service=enter,
+                    anti_islanding_detection_s=inv.virtual.anti_islanding_detection,
+                    efficiency=inv.virtual.efficiency,
+                    anti_islanding_delay_s=island_delay,
+                ),
+                battery=BatteryParams(
+                    cells_in_series=battery.cells_in_series,
+                    capacity_ah=battery.capacity,
+                    initial_soc_pct=battery.initial_soc,
+                    resistance_ohm=battery.resistance,
+                    ambient_c=battery.ambient,
+                    charge_voltage_limit_v=battery.charge_voltage_limit,
+                    discharge_voltage_limit_v=battery.discharge_voltage_limit,
+                    max_charge_current_a=battery.max_charge_current,
+                    max_discharge_current_a=battery.max_discharge_current,
+                ),
+            )
+        )
+    load = site.spec.island_load
+    return PlantParams(
+        nominal_voltage_v=nominal_v,
+        nominal_frequency_hz=nominal_f,
+        nodes=nodes,
+        island_load=IslandLoadParams(load.power, load.quality_factor),
+    )
+
+
+def _defect_value(defects: list[AppliedDefect], node: str, kind: str) -> float | None:
+    for d in defects:
+        if d.node == node and d.kind == kind:
+            return d.value
+    return None
+
+
+@dataclass
+class VirtualSite:
+    """A running virtual site; ``endpoints`` maps device keys to real transport addresses."""
+
+    site: Site
+    plant: Plant
+    lock: Any
+    loop: LoopThread
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    _bms: list[VirtualBms] = field(default_factory=list)
+    _servers: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, site: Site, lock: Any) -> VirtualSite:
+        defects = parse_defects(site)
+        plant = Plant(plant_params(site, defects))
+        vsite = cls(site=site, plant=plant, lock=lock, loop=LoopThread("virtual-site"))
+        try:
+            vsite._start_endpoints(defects)
+        except BaseException:
+            vsite.stop()
+            raise
+        return vsite
+
+    def _start_endpoints(self, defects: list[AppliedDefect]) -> None:
+        tag = uuid.uuid4().hex[:8]
+        for node in self.site.spec.nodes:
+            pnode = self.plant.nodes[node.name]
+            if node.inverter.endpoint.transport == "virtual":
+                ident = node.inverter.identity
+                server = SunSpecInverterEndpoint(
+                    pnode,
+                    self.plant,
+                    identity={"Mn": ident.manufacturer, "Md": ident.model, "SN": ident.serial, "Vr": ident.firmware},
+                    lock=self.lock,
+                    loop=self.loop,
+                )
+                server.start()
+                self._servers.append(server)
+                self.endpoints[f"{node.name}.inverter"] = ModbusTcpEndpoint(
+                    transport="modbus_tcp", host=HOST, port=server.port, unit=server.unit
+                )
+            if node.bms.endpoint.transport == "virtual":
+                channel = f"vsite-{tag}-{node.name}"
+                bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+                periods = {
+                    d.extra["message"]: d.value
+                    for d in defects
+                    if d.node == node.name and d.kind == "cycle_time"
+                }
+                bms = VirtualBms(bus, pnode.battery, identity=node.bms.identity.manufacturer, periods_s=periods)
+                self._bms.append(bms)
+                self.endpoints[f"{node.name}.bms"] = CanEndpoint(
+                    transport="can", interface="virtual", channel=channel, bitrate=None
+                )
+        inst = self.site.spec.instruments
+        self._instrument("grid", inst.grid, VirtualGridSimulator)
+        self._instrument("analyzer", inst.analyzer, VirtualPowerAnalyzer)
+        if inst.load_bank is not None:
+            self._instrument("load_bank", inst.load_bank, VirtualLoadBank)
+        if inst.pcc_breaker is not None and inst.pcc_breaker.endpoint.transport == "virtual":
+            io = IoModuleEndpoint(self.plant.pcc, lock=self.lock, loop=self.loop)
+            io.start()
+            self._servers.append(io)
+            self.endpoints["pcc_breaker"] = ModbusTcpEndpoint(
+                transport="modbus_tcp", host=HOST, port=io.port, unit=io.unit
+            )
+
+    def _instrument(self, key: str, cfg: InstrumentConfig, kind: Any) -> None:
+        if cfg.endpoint.transport != "virtual":
+            return
+        ident = cfg.identity
+        handler = kind(
+            self.plant,
+            identity=(ident.manufacturer, ident.model, ident.serial, ident.firmware),
+            **cfg.options,
+        )
+        server = ScpiServer(handler, loop=self.loop, lock=self.lock)
+        server.start()
+        self._servers.append(server)
+        self.endpoints[key] = VisaEndpoint(
+            transport="visa", resource=f"TCPIP::{HOST}::{server.port}::SOCKET"
+        )
+
+    def advance(self, until: float) -> None:
+        """Step the plant and the CAN nodes together so every frame carries its due time's values."""
+        while True:
+            due = min((b.node.next_due() for b in self._bms), default=until)
+            if due > until:
+                break
+            self.plant.advance(due)
+            for bms in self._bms:
+                bms.advance(due)
+        self.plant.advance(until)
+        for bms in self._bms:
+            bms.advance(until)
+
+    def stop(self) -> None:
+        for server in reversed(self._servers):
+            try:
+                server.stop()
+            except Exception:  # keep tearing down the rest
+                pass
+        for bms in self._bms:
+            bms.close()
+        self.loop.stop()
