@@ -25,7 +25,9 @@ class GridSource:
         self, voltage_v: float, frequency_hz: float, notify: Callable[[str], None] = _ignore
     ) -> None:
         if voltage_v < 0 or frequency_hz <= 0:
-            raise ValueError(f"grid source needs V >= 0 and f > 0, got {voltage_v} V {frequency_hz} Hz")
+            raise ValueError(
+                f"grid source needs V >= 0 and f > 0, got {voltage_v} V {frequency_hz} Hz"
+            )
         self._voltage_v = float(voltage_v)
         self._frequency_hz = float(frequency_hz)
         self._on = True

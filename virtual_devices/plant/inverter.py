@@ -108,7 +108,7 @@ class GridFollowingInverter:
 
     @property
     def trip_cause(self) -> str | None:
-        """The function that made the unit cease ("ov2", ..., "island"); None once back in service."""
+        """What made the unit cease ("ov2", ..., "island"); None once back in service."""
         return self._trip_cause
 
     @property

@@ -40,7 +40,9 @@ class IslandLoad:
 
     def _apply(self, power_w: float, quality_factor: float) -> None:
         if power_w < 0 or quality_factor < 0:
-            raise ValueError(f"island load needs P >= 0 and Q >= 0, got {power_w} W Q {quality_factor}")
+            raise ValueError(
+                f"island load needs P >= 0 and Q >= 0, got {power_w} W Q {quality_factor}"
+            )
         self._power_w = float(power_w)
         self._q = float(quality_factor)
 

@@ -83,12 +83,16 @@ class InverterParams:
     anti_islanding_delay_s: float | None = None
 
     def __post_init__(self) -> None:
-        _require(self.rated_power_w > 0, f"inverter rated power must be > 0 W: {self.rated_power_w}")
+        _require(
+            self.rated_power_w > 0, f"inverter rated power must be > 0 W: {self.rated_power_w}"
+        )
         _require(self.nominal_voltage_v > 0, "inverter nominal voltage must be > 0 V")
         _require(self.nominal_frequency_hz > 0, "inverter nominal frequency must be > 0 Hz")
         unknown = sorted(set(self.trips) - set(TRIP_FUNCTIONS))
         _require(not unknown, f"unknown trip functions {unknown}; known: {list(TRIP_FUNCTIONS)}")
-        _require(0 < self.efficiency <= 1, f"inverter efficiency must be in (0, 1]: {self.efficiency}")
+        _require(
+            0 < self.efficiency <= 1, f"inverter efficiency must be in (0, 1]: {self.efficiency}"
+        )
         _require(self.anti_islanding_detection_s >= 0, "anti-islanding detection time must be >= 0")
         if self.anti_islanding_delay_s is not None:
             _require(self.anti_islanding_delay_s >= 0, "anti_islanding_delay_s must be >= 0")
@@ -153,7 +157,7 @@ class BatteryParams:
 
 @dataclass
 class IslandLoadParams:
-    """Parallel RLC load at the home bus, balanced at nominal frequency (IEEE 1547.1 island test)."""
+    """Parallel RLC load at the home bus, balanced at nominal frequency (IEEE 1547.1 islanding)."""
 
     power_w: float = 0.0
     quality_factor: float = 1.0
@@ -192,10 +196,14 @@ class PlantParams:
     def __post_init__(self) -> None:
         _require(self.nominal_voltage_v > 0, "plant nominal voltage must be > 0 V")
         _require(self.nominal_frequency_hz > 0, "plant nominal frequency must be > 0 Hz")
-        _require(0 < self.fine_step_s <= self.coarse_step_s, "need 0 < fine_step_s <= coarse_step_s")
+        _require(
+            0 < self.fine_step_s <= self.coarse_step_s, "need 0 < fine_step_s <= coarse_step_s"
+        )
         _require(self.fine_window_s >= 0, "fine_window_s must be >= 0")
         names = [node.name for node in self.nodes]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         _require(not duplicates, f"duplicate node names: {duplicates}")
         for name in names:
-            _require(bool(name) and "." not in name, f"node name must be non-empty, no '.': {name!r}")
+            _require(
+                bool(name) and "." not in name, f"node name must be non-empty, no '.': {name!r}"
+            )

@@ -171,6 +171,8 @@ class Plant:
         t = self.t
         if until <= t:
             return
+        if not math.isfinite(until):
+            raise ValueError(f"cannot advance the plant to {until} s")
         params = self.params
         coarse = params.coarse_step_s
         fine = params.fine_step_s
@@ -179,7 +181,13 @@ class Plant:
         recorder = self.recorder
         load = self.island_load
         while t < until:
-            t1 = t + (fine if t < self._fine_until else coarse)
+            fine_until = self._fine_until
+            if t < fine_until:
+                t1 = t + fine
+                if -snap < t1 - fine_until < snap:  # end the window on it, not one step past
+                    t1 = fine_until
+            else:
+                t1 = t + coarse
             if t1 > until - snap:
                 t1 = until
             nxt = self._next_event
@@ -241,14 +249,22 @@ class Plant:
             "inverters.current": lambda: sum(inv.current_a for inv in inverters),
             "inverters.power": lambda: sum(inv.power_w for inv in inverters),
         }
-        for name, node in self.nodes.items():
-            inv = node.inverter
-            bat = node.battery
-            channels[f"{name}.inverter.power"] = lambda inv=inv: inv.power_w
-            channels[f"{name}.inverter.current"] = lambda inv=inv: inv.current_a
-            channels[f"{name}.inverter.energizing"] = lambda inv=inv: 1.0 if inv.energizing else 0.0
-            channels[f"{name}.battery.voltage"] = lambda bat=bat: bat.voltage_v
-            channels[f"{name}.battery.current"] = lambda bat=bat: bat.current_a
-            channels[f"{name}.battery.soc"] = lambda bat=bat: bat.soc_pct
-            channels[f"{name}.battery.temperature"] = lambda bat=bat: bat.temperature_c
+        for node in self.nodes.values():
+            channels.update(_node_channels(node))
         return channels
+
+
+def _node_channels(node: Node) -> dict[str, Callable[[], float]]:
+    """Channels of one home, named ``<node>.inverter.*`` and ``<node>.battery.*``."""
+    inv = node.inverter
+    bat = node.battery
+    name = node.name
+    return {
+        f"{name}.inverter.power": lambda: inv.power_w,
+        f"{name}.inverter.current": lambda: inv.current_a,
+        f"{name}.inverter.energizing": lambda: 1.0 if inv.energizing else 0.0,
+        f"{name}.battery.voltage": lambda: bat.voltage_v,
+        f"{name}.battery.current": lambda: bat.current_a,
+        f"{name}.battery.soc": lambda: bat.soc_pct,
+        f"{name}.battery.temperature": lambda: bat.temperature_c,
+    }

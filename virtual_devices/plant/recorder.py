@@ -26,7 +26,7 @@ def unknown_channel(name: str, known: Iterable[str]) -> KeyError:
 class _Capture:
     """Growing columns (``array('d')``: compact, appendable, zero-copy into numpy)."""
 
-    __slots__ = ("names", "times", "columns", "getters")
+    __slots__ = ("columns", "getters", "names", "times")
 
     def __init__(self, names: list[str], getters: list[Callable[[], float]]) -> None:
         self.names = names
@@ -67,6 +67,8 @@ class Recorder:
 
     def start(self, channels: list[str]) -> int:
         """Open a capture of ``channels`` and take its first sample now; returns its handle."""
+        if isinstance(channels, str):
+            raise TypeError(f"channels must be a list of names, not the string {channels!r}")
         names = list(dict.fromkeys(channels))
         if not names:
             raise ValueError("a capture needs at least one channel")
