@@ -53,6 +53,7 @@ def test_signals_are_intel_and_ranges_fit_their_bits(db: Database) -> None:
     for m in db.messages:
         for s in m.signals:
             assert s.byte_order == "little_endian", (m.name, s.name)
+            assert s.minimum is not None and s.maximum is not None, (m.name, s.name)
             raw = [s.scaled_to_raw(v) for v in (s.minimum, s.maximum)]
             lo = -(1 << (s.length - 1)) if s.is_signed else 0
             hi = (1 << (s.length - 1)) - 1 if s.is_signed else (1 << s.length) - 1
@@ -108,7 +109,9 @@ def test_measurement_bytes_match_the_table(db: Database) -> None:
         ("WarnInternal", 3, 3),
     ],
 )
-def test_alarm_bits_sit_where_the_table_says(db: Database, signal: str, byte: int, bit: int) -> None:
+def test_alarm_bits_sit_where_the_table_says(
+    db: Database, signal: str, byte: int, bit: int
+) -> None:
     m = db.get_message_by_name("BMS_Alarms")
     values = {s.name: 0 for s in m.signals} | {signal: 1}
     data = m.encode(values)

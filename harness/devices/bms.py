@@ -187,6 +187,10 @@ class DbcBms(Bms):
         """
         return {m: self.transport.deviation_pct(m) for m in self.required}
 
+    def reset_statistics(self) -> None:
+        """Start a fresh observation window for :meth:`cycle_deviation` and :meth:`missing`."""
+        self.transport.reset_stats()
+
     def missing(self) -> list[str]:
         """Required messages never received since the transport's statistics began."""
         return [m for m in self.required if self.transport.stats(m).count == 0]

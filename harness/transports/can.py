@@ -204,6 +204,13 @@ class CanTransport:
             n += 1
         return n
 
+    def advance(self, until: float) -> None:
+        """SimClock advancer: after the plant and its nodes stepped to ``until``, take their frames.
+
+        Register it after the virtual nodes, so it runs once they have transmitted.
+        """
+        self.pump()
+
     def start(self, poll_s: float = 0.1) -> None:
         """Read in a background Notifier thread (real-time sites). ``poll_s`` bounds stop()."""
         if self._notifier is None:

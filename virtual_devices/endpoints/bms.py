@@ -185,9 +185,9 @@ class VirtualBms:
         """Signal values of ``message`` from the battery's present state."""
         return {sig: get(self.battery) for sig, get in self._getters.get(message, {}).items()}
 
-    def advance(self, until: float) -> int:
+    def advance(self, until: float) -> None:
         """Bring the endpoint to site time ``until`` (a SimClock advancer)."""
-        return self.node.advance(until)
+        self.node.advance(until)
 
     @property
     def last_heartbeat(self) -> float | None:

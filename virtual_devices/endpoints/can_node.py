@@ -14,6 +14,7 @@ which are encoded anyway (non-strict; beyond the bits they saturate).
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -128,23 +129,28 @@ class CanNode:
                 return s.period
         raise KeyError(f"this node does not send {message!r}")
 
-    def advance(self, until: float) -> int:
-        """Send every frame due in ``(last, until]`` in time order; return how many were sent."""
+    def next_due(self) -> float:
+        """Site time of the next frame due (``inf`` if the node sends nothing).
+
+        A plant stepping in lock-step can stop exactly there, so each frame carries the state
+        of its own due time rather than the state at the end of a long step.
+        """
+        return min((s.due for s in self._schedules), default=math.inf)
+
+    def advance(self, until: float) -> None:
+        """Send every frame due in ``(last, until]`` in time order (a SimClock advancer)."""
         self.receive()
         heap = [(s.due, i) for i, s in enumerate(self._schedules) if s.due <= until]
         heapq.heapify(heap)
-        sent = 0
         while heap:
             due, i = heapq.heappop(heap)
             schedule = self._schedules[i]
             self._transmit(schedule.message, due)
-            sent += 1
             schedule.k += 1
             if schedule.due <= until:
                 heapq.heappush(heap, (schedule.due, i))
         self._now = max(self._now, until)
         self.receive()
-        return sent
 
     def encode(self, message: Message) -> bytes:
         """Payload of ``message`` from the value provider, defaults filling the gaps."""
