@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import math
 import struct
 from collections.abc import Iterator, Mapping, Sequence
@@ -109,7 +110,9 @@ class Point:
         if kind is None:
             raise ValueError(f"{self.name}: unknown point type {self.type!r}")
         if kind.size is not None and self.size != kind.size:
-            raise ValueError(f"{self.name}: type {self.type} takes {kind.size} registers, not {self.size}")
+            raise ValueError(
+                f"{self.name}: type {self.type} takes {kind.size} registers, not {self.size}"
+            )
         if self.size < 1:
             raise ValueError(f"{self.name}: size must be at least 1 register")
         if not 0 <= self.address <= 0xFFFF or self.address + self.size > 0x10000:
@@ -245,12 +248,12 @@ def _encode_text(point: Point, value: Value | bool) -> list[int]:
         return [0] * point.size
     if point.type == "ipaddr":
         try:
-            return _to_regs(ipaddress.IPv4Address(value).packed)  # type: ignore[arg-type]
+            return _to_regs(ipaddress.IPv4Address(value).packed)
         except ValueError:
             raise ValueError(f"{point.name}: {value!r} is not an IPv4 address") from None
     if point.type == "ipv6addr":
         try:
-            return _to_regs(ipaddress.IPv6Address(value).packed)  # type: ignore[arg-type]
+            return _to_regs(ipaddress.IPv6Address(value).packed)
         except ValueError:
             raise ValueError(f"{point.name}: {value!r} is not an IPv6 address") from None
     if not isinstance(value, str):
@@ -304,8 +307,8 @@ def decode(point: Point, regs: Sequence[int], sf: int | None = None) -> Value:
     if exponent is None:
         return None
     if exponent < 0:
-        return float(raw) / 10**-exponent
-    return float(raw) * 10**exponent
+        return float(raw) / float(10**-exponent)
+    return float(raw) * float(10**exponent)
 
 
 def check_limits(point: Point, value: Value | bool) -> None:
@@ -369,7 +372,7 @@ class RegisterMap:
         }
         self._starts = {t: [p.address for p in ps] for t, ps in self._sorted.items()}
         for table, ordered in self._sorted.items():
-            for before, after in zip(ordered, ordered[1:], strict=False):
+            for before, after in itertools.pairwise(ordered):
                 if after.address < before.end:
                     raise ValueError(
                         f"map {name}: {table} point {after.name} at {after.address} overlaps "
@@ -477,8 +480,9 @@ class RegisterMap:
         """
         out: list[Span] = []
         for table in ("holding", "coil"):
-            chosen = sorted({p.name: p for p in points if p.table == table}.values(),
-                            key=lambda p: p.address)
+            chosen = sorted(
+                {p.name: p for p in points if p.table == table}.values(), key=lambda p: p.address
+            )
             current: list[Point] = []
             for p in chosen:
                 if current:
@@ -507,9 +511,9 @@ class RegisterMap:
         end = max(p.end for p in members)
         return Span(table, start, end - start, tuple(members))
 
-    def split(self, address: int, count: int, max_count: int, table: Table = "holding") -> list[
-        tuple[int, int]
-    ]:
+    def split(
+        self, address: int, count: int, max_count: int, table: Table = "holding"
+    ) -> list[tuple[int, int]]:
         """Cut ``address .. address+count-1`` into requests of at most ``max_count``, never
         inside a point (a point wider than ``max_count`` is impossible in Modbus maps)."""
         pieces: list[tuple[int, int]] = []
@@ -538,7 +542,9 @@ class RegisterMap:
         Scale factors come from the same registers when they are inside, else from ``extra_sf``.
         """
         end = address + len(regs)
-        inside = [p for p in self.at(address, len(regs), table) if p.address >= address and p.end <= end]
+        inside = [
+            p for p in self.at(address, len(regs), table) if p.address >= address and p.end <= end
+        ]
         sfs: dict[str, int | None] = dict(extra_sf or {})
         for p in inside:
             if p.type == "sunssf":

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import replace
+from functools import cache
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -42,7 +42,7 @@ class SunSpecError(ValueError):
     """A model that cannot be laid out, or a device whose chain cannot be walked."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_definition(model_id: int) -> str:
     path = resources.files("sunspec2").joinpath("models", "json", f"model_{model_id}.json")
     try:
@@ -111,7 +111,9 @@ class _ModelLayout:
     def _point(self, pdef: Mapping[str, Any], path: str, addr: int, scopes: tuple[str, ...]) -> int:
         ptype = pdef["type"]
         if ptype not in TYPES:
-            raise SunSpecError(f"model {self.model_id}: point {pdef['name']} has unknown type {ptype}")
+            raise SunSpecError(
+                f"model {self.model_id}: point {pdef['name']} has unknown type {ptype}"
+            )
         size = int(pdef.get("size") or TYPES[ptype].size or 1)
         name = f"{path}.{pdef['name']}"
         sf = pdef.get("sf")
@@ -179,7 +181,7 @@ class _ModelLayout:
                     f"model {self.model_id}: {cname} already counts {cpoint.value} for another "
                     f"group; cannot repeat {key} {wanted} times"
                 )
-            n = int(wanted if wanted is not None else (cpoint.value or 0))  # type: ignore[arg-type]
+            n = int(wanted if wanted is not None else (cpoint.value or 0))
             self.points[cname] = replace(cpoint, value=n)
             return n
         # count 0: as many as the model length holds
@@ -224,7 +226,8 @@ def _header(base: int) -> Point:
 
 def _end(address: int) -> list[Point]:
     return [
-        Point("end.ID", address, 1, "uint16", value=END_MODEL_ID, mandatory=True),
+        # 0xFFFF is uint16's "not implemented" pattern: the end ID is served by having no value.
+        Point("end.ID", address, 1, "uint16", mandatory=True),
         Point("end.L", address + 1, 1, "uint16", value=0, mandatory=True),
     ]
 
@@ -362,15 +365,9 @@ def discover(
     return Discovery(models, RegisterMap(f"sunspec@{base}", points, blocks))
 
 
-@dataclass(frozen=True)
-class ScaleChoice:
-    """A sunssf chosen so that ``max_abs`` fits a point type with the finest resolution."""
-
-    exponent: int
-
-    @staticmethod
-    def for_range(max_abs: float, limit: int = 32767, finest: int = -3) -> int:
-        exponent = finest
-        while max_abs / 10.0**exponent > limit and exponent < 10:
-            exponent += 1
-        return exponent
+def choose_sf(max_abs: float, limit: int = 32767, finest: int = -3) -> int:
+    """The finest sunssf (not below ``finest``) with which ``max_abs`` still fits ``limit`` raw."""
+    exponent = finest
+    while abs(max_abs) / 10.0**exponent > limit and exponent < 10:
+        exponent += 1
+    return exponent

@@ -1,0 +1,428 @@
+"""The virtual inverter's SunSpec Modbus face: one plant node (inverter + battery) as models
+1 (common), 701 (AC measurements), 702 (capacity), 703 (enter service), 704 (AC controls),
+713 (storage capacity) and 802 (battery).
+
+The layout comes from pysunspec2's definitions (:func:`build_sunspec_map`); this module only says
+which plant quantity feeds which point and which writes reach the plant. Anything the plant does
+not model is served as "not implemented", never invented. Scale factors are chosen from the
+ratings so that every value fits its register with the finest resolution.
+
+Writes that reach the plant: 704 ``WSetEna`` / ``WSetMod`` / ``WSet`` / ``WSetPct`` (the active
+power setpoint, within +-rated power), 802 ``CtrlHb`` (stored and read back) and ``AlmRst`` (the
+plant latches no alarm, so a reset is accepted and has nothing to do). Writes to other writable
+points are answered ILLEGAL_ADDRESS: this virtual inverter does not implement those controls.
+
+``power_reading_gain`` is a defect hook: the reported active power (W, WL1) is the plant's power
+times the gain, as a miscalibrated power measurement would report it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from harness.transports.aioloop import LoopThread
+from harness.transports.regmap import RegisterMap, Value, encode
+from harness.transports.sunspec import build_sunspec_map, choose_sf
+from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
+
+MODELS = (1, 701, 702, 703, 704, 713, 802)
+
+# Plant inverter states -> 701 symbols (InvSt, ConnSt, St). OFF while an enter-service delay
+# runs is reported STARTING: the unit is on its way into service.
+_INV_STATE = {"ON": "RUNNING", "OFF": "OFF", "TRIPPED": "FAULT"}
+_IDENTITY_KEYS = {
+    "Mn": ("Mn", "manufacturer"),
+    "Md": ("Md", "model"),
+    "SN": ("SN", "serial"),
+    "Vr": ("Vr", "firmware", "version"),
+    "Opt": ("Opt", "options"),
+}
+
+
+class EnterServiceLike(Protocol):
+    """The plant's enter-service settings (read-only here, as every member below)."""
+
+    @property
+    def v_low_pu(self) -> float: ...
+    @property
+    def v_high_pu(self) -> float: ...
+    @property
+    def f_low_hz(self) -> float: ...
+    @property
+    def f_high_hz(self) -> float: ...
+    @property
+    def delay_s(self) -> float: ...
+    @property
+    def ramp_s(self) -> float: ...
+
+
+class InverterParamsLike(Protocol):
+    @property
+    def rated_power_w(self) -> float: ...
+    @property
+    def nominal_voltage_v(self) -> float: ...
+    @property
+    def nominal_frequency_hz(self) -> float: ...
+    @property
+    def enter_service(self) -> EnterServiceLike: ...
+
+
+class InverterLike(Protocol):
+    @property
+    def power_w(self) -> float: ...
+    @property
+    def current_a(self) -> float: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def setpoint_w(self) -> float: ...
+    @property
+    def params(self) -> InverterParamsLike: ...
+
+    def set_power_setpoint(self, w: float) -> None: ...
+
+
+class BatteryParamsLike(Protocol):
+    @property
+    def capacity_ah(self) -> float: ...
+    @property
+    def cells_in_series(self) -> int: ...
+
+
+class BatteryLike(Protocol):
+    @property
+    def voltage_v(self) -> float: ...
+    @property
+    def current_a(self) -> float: ...
+    @property
+    def soc_pct(self) -> float: ...
+    @property
+    def soh_pct(self) -> float: ...
+    @property
+    def temperature_c(self) -> float: ...
+    @property
+    def charge_current_limit_a(self) -> float: ...
+    @property
+    def discharge_current_limit_a(self) -> float: ...
+    @property
+    def cell_voltage_min_v(self) -> float: ...
+    @property
+    def cell_voltage_max_v(self) -> float: ...
+    @property
+    def params(self) -> BatteryParamsLike: ...
+
+
+class NodeLike(Protocol):
+    @property
+    def inverter(self) -> InverterLike: ...
+    @property
+    def battery(self) -> BatteryLike: ...
+
+
+class PlantLike(Protocol):
+    @property
+    def bus_voltage_v(self) -> float: ...
+    @property
+    def bus_frequency_hz(self) -> float: ...
+
+
+def _identity_value(identity: Mapping[str, str] | object, point: str) -> str | None:
+    for key in _IDENTITY_KEYS[point]:
+        value = identity.get(key) if isinstance(identity, Mapping) else getattr(identity, key, None)
+        if value:
+            return str(value)
+    return None
+
+
+class SunSpecInverterEndpoint:
+    """A Modbus TCP server presenting one plant node as a SunSpec inverter with storage."""
+
+    def __init__(
+        self,
+        node: NodeLike,
+        plant: PlantLike,
+        identity: Mapping[str, str] | object,
+        *,
+        lock: threading.RLock,
+        loop: LoopThread,
+        unit: int = 1,
+        power_reading_gain: float = 1.0,
+        energy_rating_wh: float | None = None,
+        base: int = 40000,
+    ) -> None:
+        self.node = node
+        self.plant = plant
+        self.unit = unit
+        self.power_reading_gain = power_reading_gain
+        inv = node.inverter.params
+        self._rated = float(inv.rated_power_w)
+        self._vnom = float(inv.nominal_voltage_v)
+        bat = node.battery
+        self._capacity_ah = float(bat.params.capacity_ah)
+        # The energy rating is product data; without it, capacity times the pack voltage when
+        # the endpoint is built is the nameplate estimate (it does not drift with the SoC).
+        self._wh_rating = (
+            float(energy_rating_wh)
+            if energy_rating_wh is not None
+            else self._capacity_ah * float(bat.voltage_v)
+        )
+        self._identity = {k: _identity_value(identity, k) for k in _IDENTITY_KEYS}
+        self._wset_enabled = False
+        self._wset_mode = 1  # WATTS
+        self._wset_w = 0.0
+        self._wset_pct = 0.0
+        self._ctrl_hb: float | None = None
+        self.regmap: RegisterMap = build_sunspec_map(MODELS, base).with_limits(
+            {"DERCtlAC.WSet": (-self._rated, self._rated), "DERCtlAC.WSetPct": (-100.0, 100.0)}
+        )
+        for key, value in self._identity.items():  # fail at construction, not on first read
+            encode(self.regmap.point(f"common.{key}"), value)
+        self._fixed_sf = self._scale_factors()
+        self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    # -- scale factors ----------------------------------------------------------------------
+
+    def _scale_factors(self) -> dict[str, int]:
+        rated_a = 2.0 * self._rated / self._vnom
+        bat = self.node.battery
+        pack_v = 2.0 * max(float(bat.voltage_v), 1.0)
+        bat_a = 2.0 * max(
+            float(bat.charge_current_limit_a), float(bat.discharge_current_limit_a), 1.0
+        )
+        u16 = 65534
+        return {
+            "DERMeasureAC.A_SF": choose_sf(rated_a, finest=-2),
+            "DERMeasureAC.V_SF": choose_sf(2.0 * self._vnom, limit=u16, finest=-1),
+            "DERMeasureAC.Hz_SF": -2,
+            "DERMeasureAC.PF_SF": -3,
+            "DERCapacity.W_SF": choose_sf(2.0 * self._rated, limit=u16, finest=0),
+            "DERCapacity.VA_SF": choose_sf(2.0 * self._rated, limit=u16, finest=0),
+            "DERCapacity.V_SF": choose_sf(2.0 * self._vnom, limit=u16, finest=-1),
+            "DERCapacity.A_SF": choose_sf(rated_a, limit=u16, finest=-2),
+            "DEREnterService.V_SF": -1,
+            "DEREnterService.Hz_SF": -2,
+            "DERCtlAC.WSet_SF": 0,
+            "DERCtlAC.WSetPct_SF": -1,
+            "DERStorageCapacity.WH_SF": choose_sf(self._wh_rating, limit=u16, finest=0),
+            "DERStorageCapacity.Pct_SF": -1,
+            "battery.AHRtg_SF": choose_sf(self._capacity_ah, limit=u16, finest=-1),
+            "battery.WHRtg_SF": choose_sf(self._wh_rating, limit=u16, finest=0),
+            "battery.WChaDisChaMax_SF": choose_sf(pack_v * bat_a, limit=u16, finest=0),
+            "battery.SoC_SF": -1,
+            "battery.SoH_SF": -1,
+            "battery.V_SF": choose_sf(pack_v, limit=u16, finest=-2),
+            "battery.CellV_SF": -3,
+            "battery.A_SF": choose_sf(bat_a, finest=-2),
+            "battery.AMax_SF": choose_sf(bat_a, limit=u16, finest=-2),
+            "battery.W_SF": choose_sf(pack_v * bat_a, finest=0),
+        }
+
+    def _w_sf(self) -> int:
+        # Follows the gain so that an injected defect still fits the register.
+        return choose_sf(1.5 * self._rated * max(1.0, abs(self.power_reading_gain)), finest=0)
+
+    # -- provider ---------------------------------------------------------------------------
+
+    def read_points(self) -> Mapping[str, Value]:
+        values: dict[str, Value] = dict(self._fixed_sf)
+        values.update(self._common())
+        values.update(self._measure_ac())
+        values.update(self._capacity())
+        values.update(self._enter_service())
+        values.update(self._controls())
+        values.update(self._storage())
+        return values
+
+    def _common(self) -> dict[str, Value]:
+        out: dict[str, Value] = {f"common.{k}": v for k, v in self._identity.items()}
+        out["common.DA"] = float(self.unit)
+        return out
+
+    def _inv_state(self) -> str:
+        inv: Any = self.node.inverter
+        state = str(inv.state)
+        if state == "OFF" and getattr(inv, "enter_service_due", None) is not None:
+            return "STARTING"
+        return _INV_STATE.get(state, "OFF")
+
+    def _measure_ac(self) -> dict[str, Value]:
+        inv = self.node.inverter
+        m = self.regmap.point("DERMeasureAC.InvSt").symbols
+        conn = self.regmap.point("DERMeasureAC.ConnSt").symbols
+        st = self.regmap.point("DERMeasureAC.St").symbols
+        mode = self.regmap.point("DERMeasureAC.DERMode").symbols
+        on = inv.state == "ON"
+        w = float(inv.power_w) * self.power_reading_gain
+        var = float(getattr(inv, "reactive_power_var", 0.0))
+        va = math.hypot(w, var)
+        pf = math.copysign(abs(w) / va, w) if va > 0 else 1.0
+        v = float(self.plant.bus_voltage_v)
+        w_sf = self._w_sf()
+        return {
+            "DERMeasureAC.ACType": float(
+                self.regmap.point("DERMeasureAC.ACType").symbols["SINGLE_PHASE"]
+            ),
+            "DERMeasureAC.St": float(st["ON" if on else "OFF"]),
+            "DERMeasureAC.InvSt": float(m[self._inv_state()]),
+            "DERMeasureAC.ConnSt": float(conn["CONNECTED" if on else "DISCONNECTED"]),
+            "DERMeasureAC.Alrm": 0.0,
+            "DERMeasureAC.DERMode": float(1 << mode["GRID_FOLLOWING"]),
+            "DERMeasureAC.W": w,
+            "DERMeasureAC.VA": va,
+            "DERMeasureAC.Var": var,
+            "DERMeasureAC.PF": pf,
+            "DERMeasureAC.A": float(inv.current_a),
+            "DERMeasureAC.LNV": v,
+            "DERMeasureAC.Hz": float(self.plant.bus_frequency_hz),
+            "DERMeasureAC.WL1": w,
+            "DERMeasureAC.VAL1": va,
+            "DERMeasureAC.VarL1": var,
+            "DERMeasureAC.PFL1": pf,
+            "DERMeasureAC.AL1": float(inv.current_a),
+            "DERMeasureAC.VL1": v,
+            "DERMeasureAC.W_SF": w_sf,
+            "DERMeasureAC.VA_SF": w_sf,
+            "DERMeasureAC.Var_SF": w_sf,
+        }
+
+    def _capacity(self) -> dict[str, Value]:
+        rated_a = self._rated / self._vnom
+        return {
+            "DERCapacity.WMaxRtg": self._rated,
+            "DERCapacity.VAMaxRtg": self._rated,
+            "DERCapacity.WChaRteMaxRtg": self._rated,
+            "DERCapacity.WDisChaRteMaxRtg": self._rated,
+            "DERCapacity.VNomRtg": self._vnom,
+            "DERCapacity.AMaxRtg": rated_a,
+            "DERCapacity.WMax": self._rated,
+            "DERCapacity.VAMax": self._rated,
+            "DERCapacity.VNom": self._vnom,
+            "DERCapacity.AMax": rated_a,
+        }
+
+    def _enter_service(self) -> dict[str, Value]:
+        es = self.node.inverter.params.enter_service
+        due = getattr(self.node.inverter, "enter_service_due", None)
+        now = getattr(self.plant, "t", None)
+        remaining = None if due is None or now is None else max(0.0, float(due) - float(now))
+        return {
+            "DEREnterService.ES": float(self.regmap.point("DEREnterService.ES").symbols["ENABLED"]),
+            "DEREnterService.ESVHi": 100.0 * es.v_high_pu,
+            "DEREnterService.ESVLo": 100.0 * es.v_low_pu,
+            "DEREnterService.ESHzHi": es.f_high_hz,
+            "DEREnterService.ESHzLo": es.f_low_hz,
+            "DEREnterService.ESDlyTms": float(round(es.delay_s)),
+            "DEREnterService.ESRmpTms": float(round(es.ramp_s)),
+            "DEREnterService.ESDlyRemTms": None if remaining is None else float(round(remaining)),
+        }
+
+    def _controls(self) -> dict[str, Value]:
+        return {
+            "DERCtlAC.WSetEna": 1.0 if self._wset_enabled else 0.0,
+            "DERCtlAC.WSetMod": float(self._wset_mode),
+            "DERCtlAC.WSet": float(round(self.node.inverter.setpoint_w)),
+            "DERCtlAC.WSetPct": self._wset_pct,
+            "DERCtlAC.AntiIslEna": float(
+                self.regmap.point("DERCtlAC.AntiIslEna").symbols["ENABLED"]
+            ),
+        }
+
+    def _storage(self) -> dict[str, Value]:
+        bat = self.node.battery
+        soc, soh = float(bat.soc_pct), float(bat.soh_pct)
+        v, a = float(bat.voltage_v), float(bat.current_a)
+        cha = self.regmap.point("battery.ChaSt").symbols
+        charge_state = "CHARGING" if a > 0.01 else "DISCHARGING" if a < -0.01 else "HOLDING"
+        now = getattr(self.plant, "t", None)
+        return {
+            "DERStorageCapacity.WHRtg": self._wh_rating,
+            "DERStorageCapacity.WHAvail": self._wh_rating * soc / 100.0,
+            "DERStorageCapacity.SoC": soc,
+            "DERStorageCapacity.SoH": soh,
+            "DERStorageCapacity.Sta": 0.0,  # OK
+            "battery.AHRtg": self._capacity_ah,
+            "battery.WHRtg": self._wh_rating,
+            "battery.WChaRteMax": float(bat.charge_current_limit_a) * v,
+            "battery.WDisChaRteMax": float(bat.discharge_current_limit_a) * v,
+            "battery.SoC": soc,
+            "battery.SoH": soh,
+            "battery.ChaSt": float(cha[charge_state]),
+            "battery.LocRemCtl": float(self.regmap.point("battery.LocRemCtl").symbols["REMOTE"]),
+            "battery.Hb": None if now is None else float(int(now) % 65535),
+            "battery.CtrlHb": self._ctrl_hb,
+            "battery.AlmRst": 0.0,
+            "battery.Typ": float(self.regmap.point("battery.Typ").symbols["LITHIUM_ION"]),
+            "battery.State": float(self.regmap.point("battery.State").symbols["CONNECTED"]),
+            "battery.Evt1": 0.0,
+            "battery.Evt2": 0.0,
+            "battery.EvtVnd1": 0.0,
+            "battery.EvtVnd2": 0.0,
+            "battery.V": v,
+            "battery.CellVMax": float(bat.cell_voltage_max_v),
+            "battery.CellVMin": float(bat.cell_voltage_min_v),
+            "battery.A": a,  # as the plant reports it: positive = charging
+            "battery.AChaMax": float(bat.charge_current_limit_a),
+            "battery.ADisChaMax": float(bat.discharge_current_limit_a),
+            "battery.W": v * a,
+        }
+
+    def write_point(self, name: str, value: Value) -> None:
+        if not isinstance(value, float):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        if name == "DERCtlAC.WSetEna":
+            if value not in (0.0, 1.0):
+                raise ValueError(f"WSetEna is 0 (DISABLED) or 1 (ENABLED), not {value:g}")
+            self._wset_enabled = value == 1.0
+            self._apply_setpoint()
+            return
+        elif name == "DERCtlAC.WSetMod":
+            if value not in (0.0, 1.0):
+                raise ValueError(f"WSetMod is 0 (W_MAX_PCT) or 1 (WATTS), not {value:g}")
+            self._wset_mode = int(value)
+        elif name == "DERCtlAC.WSet":
+            if abs(value) > self._rated:
+                raise ValueError(f"WSet {value:g} W is outside +-{self._rated:g} W")
+            self._wset_w = value
+        elif name == "DERCtlAC.WSetPct":
+            if abs(value) > 100.0:
+                raise ValueError(f"WSetPct {value:g} % is outside +-100 %")
+            self._wset_pct = value
+        elif name == "battery.CtrlHb":
+            self._ctrl_hb = value
+            return
+        elif name == "battery.AlmRst":
+            if value not in (0.0, 1.0):
+                raise ValueError(f"AlmRst is 0 or 1, not {value:g}")
+            return
+        else:
+            raise KeyError(name)
+        if self._wset_enabled:
+            self._apply_setpoint()
+
+    def _apply_setpoint(self) -> None:
+        """Disabled: no setpoint (0 W). Enabled: WSet in WATTS mode, WSetPct of rated else.
+
+        While disabled, WSet / WSetPct / WSetMod are stored and take effect on enabling.
+        """
+        if not self._wset_enabled:
+            target = 0.0
+        elif self._wset_mode == 1:
+            target = self._wset_w
+        else:
+            target = self._wset_pct / 100.0 * self._rated
+        self.node.inverter.set_power_setpoint(target)

@@ -1,0 +1,323 @@
+"""A real Modbus TCP server that exposes a virtual device through a register map.
+
+The registers are not a second copy of the device's state: on every read the server asks the
+provider for the present point values and encodes them with the shared codec
+(:mod:`harness.transports.regmap`), and on every write it decodes the written points and hands
+them to the provider, all under the plant's lock, so a client sees the plant between two steps,
+never in the middle of one.
+
+Errors a real device would answer, answered the Modbus way:
+
+- an address no point covers, a coil or register the map does not declare writable, a point the
+  provider does not accept writes to (it raises KeyError): ILLEGAL_ADDRESS;
+- a value outside the point's declared range or symbols, or one the provider rejects (it raises
+  ValueError): ILLEGAL_VALUE, and nothing changes;
+- discrete inputs and input registers are not served: ILLEGAL_ADDRESS.
+
+Built on pymodbus's SimDevice/SimData with an ``action`` callback (pymodbus 3.16 deprecates the
+datastore contexts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Literal, Protocol
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from harness.transports.aioloop import LoopThread
+from harness.transports.regmap import Point, RegisterMap, Value, check_limits, decode, encode
+
+log = logging.getLogger(__name__)
+
+_COIL_FUNCTIONS = {1, 5, 15}
+_UNSERVED_FUNCTIONS = {2, 4}  # discrete inputs, input registers
+
+
+class PointProvider(Protocol):
+    """What a virtual device offers a Modbus server, point by point (names of the map)."""
+
+    def read_points(self) -> Mapping[str, Value]:
+        """Present values (scale factors included, by their point names); absent = unimplemented.
+
+        Constants of the map (model ID and length, the SunSpec marker) need not be provided.
+        """
+        ...
+
+    def write_point(self, name: str, value: Value) -> None:
+        """Apply a written value. Raise ValueError to reject it without any change of state,
+        KeyError if this device does not accept writes to that point."""
+        ...
+
+
+class ModbusServerEndpoint:
+    """Serves ``regmap`` as unit ``unit`` on 127.0.0.1, on an OS-chosen port after start()."""
+
+    def __init__(
+        self,
+        regmap: RegisterMap,
+        unit: int,
+        provider: PointProvider,
+        lock: threading.RLock,
+        loop: LoopThread,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        framer: Literal["socket", "rtu"] = "socket",
+    ) -> None:
+        self.regmap = regmap
+        self.unit = unit
+        self.provider = provider
+        self.lock = lock
+        self.loop = loop
+        self.host = host
+        self._requested_port = port
+        self._framer = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
+        self._server: ModbusTcpServer | None = None
+        self._port: int | None = None
+        self._holding = regmap.points("holding")
+        self._coils = regmap.points("coil")
+        self._sunssf = [p for p in self._holding if p.type == "sunssf"]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (only once started)."""
+        if self._port is None:
+            raise RuntimeError(f"Modbus endpoint for {self.regmap.name} is not started")
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self, timeout: float = 5.0) -> None:
+        if self._server is not None:
+            return
+        device = self._sim_device()
+
+        async def _start() -> ModbusTcpServer:
+            server = ModbusTcpServer(
+                device, framer=self._framer, address=(self.host, self._requested_port)
+            )
+            await server.serve_forever(background=True)
+            return server
+
+        server = self.loop.run(_start(), timeout)
+        listener = server.transport
+        sockets = getattr(listener, "sockets", None)
+        if not sockets:
+            raise RuntimeError(f"Modbus endpoint for {self.regmap.name} is not listening")
+        self._server = server
+        self._port = int(sockets[0].getsockname()[1])
+        log.info("%s unit %d serving on %s:%d", self.regmap.name, self.unit, self.host, self._port)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the listener and every connection; the port is free when this returns."""
+        server, self._server = self._server, None
+        self._port = None
+        if server is None or not self.loop.running:
+            return
+        listener = server.transport
+
+        async def _stop() -> None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            if isinstance(listener, asyncio.AbstractServer):
+                await listener.wait_closed()
+
+        self.loop.run(_stop(), timeout)
+
+    def __enter__(self) -> ModbusServerEndpoint:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- register image ---------------------------------------------------------------------
+
+    def _sim_device(self) -> SimDevice:
+        holding: list[SimData] = []
+        run: list[Point] = []
+        for p in [*self._holding, None]:
+            if run and (p is None or p.address != run[-1].end or p.writable != run[0].writable):
+                start = run[0].address
+                holding.append(
+                    SimData(
+                        address=start,
+                        count=run[-1].end - start,
+                        values=0,
+                        datatype=DataType.REGISTERS,
+                        readonly=not run[0].writable,
+                    )
+                )
+                run = []
+            if p is not None:
+                run.append(p)
+        coils: list[SimData] = []
+        coil_runs: list[list[Point]] = []
+        for p in self._coils:
+            if coil_runs and coil_runs[-1][-1].end == p.address:
+                coil_runs[-1].append(p)
+            else:
+                coil_runs.append([p])
+        for members in coil_runs:
+            coils.append(
+                SimData(
+                    address=members[0].address,
+                    values=[False] * len(members),
+                    datatype=DataType.BITS,
+                )
+            )
+        # pymodbus wants all four tables; unserved ones get a placeholder the action refuses.
+        placeholder_bits = SimData(address=0, values=[False], datatype=DataType.BITS)
+        return SimDevice(
+            id=self.unit,
+            simdata=(
+                coils or [placeholder_bits],
+                [SimData(address=0, values=[False], datatype=DataType.BITS)],
+                holding or [SimData(address=0, datatype=DataType.INVALID)],
+                [SimData(address=0, datatype=DataType.INVALID)],
+            ),
+            action=self._action,
+        )
+
+    def _values(self) -> dict[str, Value]:
+        provided = self.provider.read_points()
+        values: dict[str, Value] = {}
+        for p in self.regmap:
+            value = provided.get(p.name, p.value)
+            # A quantity the device cannot measure (NaN) is served as "not implemented".
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            values[p.name] = value
+        return values
+
+    def _sfs(self, values: Mapping[str, Value]) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for p in self._sunssf:
+            v = values.get(p.name)
+            out[p.name] = None if v is None or isinstance(v, str) else int(v)
+        return out
+
+    def _refresh(self, points: list[Point], start: int, registers: list[int]) -> dict[str, Value]:
+        values = self._values()
+        sfs = self._sfs(values)
+        for p in points:
+            sf = sfs.get(p.sf) if isinstance(p.sf, str) else None
+            regs = encode(p, values[p.name], sf)
+            registers[p.address - start : p.end - start] = regs
+        return values
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if function_code in _UNSERVED_FUNCTIONS:
+            return ExcCodes.ILLEGAL_ADDRESS
+        try:
+            with self.lock:
+                if function_code in _COIL_FUNCTIONS:
+                    return self._coil_request(start_address, address, registers, set_values)
+                return self._register_request(start_address, address, count, registers, set_values)
+        except Exception:
+            log.exception(
+                "%s: request fc=%d at %d failed", self.regmap.name, function_code, address
+            )
+            return ExcCodes.DEVICE_FAILURE
+
+    def _register_request(
+        self,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if set_values is None:
+            self._refresh(self.regmap.at(address, count), start, registers)
+            return None
+        written = [int(v) for v in set_values]
+        touched = self.regmap.at(address, len(written))
+        if not touched or any(not p.writable for p in touched):
+            return ExcCodes.ILLEGAL_ADDRESS
+        values = self._refresh(touched, start, registers)
+        sfs = self._sfs(values)
+        image = list(registers)
+        image[address - start : address - start + len(written)] = written
+        decoded: list[tuple[Point, Value]] = []
+        for p in touched:
+            sf = sfs.get(p.sf) if isinstance(p.sf, str) else None
+            value = decode(p, image[p.address - start : p.end - start], sf)
+            if value is None or not self._acceptable(p, value):
+                return ExcCodes.ILLEGAL_VALUE
+            decoded.append((p, value))
+        return self._apply(decoded)
+
+    def _coil_request(
+        self,
+        start_word: int,
+        address: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if not self._coils:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if set_values is None:
+            values = self._values()
+            for p in self._coils:
+                word, bit = p.address // 16 - start_word, p.address % 16
+                if values[p.name]:
+                    registers[word] |= 1 << bit
+                else:
+                    registers[word] &= ~(1 << bit) & 0xFFFF
+            return None
+        decoded: list[tuple[Point, Value]] = []
+        for i, bit_value in enumerate(set_values):
+            found = self.regmap.at(address + i, 1, "coil")
+            if not found or not found[0].writable:
+                return ExcCodes.ILLEGAL_ADDRESS
+            decoded.append((found[0], 1.0 if bit_value else 0.0))
+        return self._apply(decoded)
+
+    @staticmethod
+    def _acceptable(point: Point, value: Value) -> bool:
+        if point.symbols and value not in point.symbols.values():
+            return False
+        try:
+            check_limits(point, value)
+        except ValueError:
+            return False
+        return True
+
+    def _apply(self, decoded: list[tuple[Point, Value]]) -> ExcCodes | None:
+        """Hand the written points to the provider in address order.
+
+        A request that writes several points is applied point by point: the first one rejected
+        stops the rest (each point is checked against the map before any is applied).
+        """
+        for point, value in decoded:
+            try:
+                self.provider.write_point(point.name, value)
+            except KeyError:
+                log.info("%s: writes to %s are not supported", self.regmap.name, point.name)
+                return ExcCodes.ILLEGAL_ADDRESS
+            except ValueError as exc:
+                log.info("%s: rejected %s = %r: %s", self.regmap.name, point.name, value, exc)
+                return ExcCodes.ILLEGAL_VALUE
+        return None
