@@ -68,7 +68,7 @@ class Bench:
             node.inverter.set_power(fraction * node.inverter.rated_power())
 
     def restore(self) -> None:
-        """Back to normal operation: grid nominal, PCC closed, island load off, units back in service.
+        """Back to normal: grid nominal, PCC closed, island load off, units back in service.
 
         Waits at most the profile's enter-service delay plus ramp (with a margin) for every
         inverter to be back in service.
@@ -95,7 +95,7 @@ class Bench:
 
 
 def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None = None) -> Bench:
-    """Start what is virtual, connect to everything, and return the bench; on failure undo it all."""
+    """Start what is virtual, connect to everything, return the bench; on failure undo it all."""
     registry = registry or default_registry()
     stack = ExitStack()
     try:
@@ -117,7 +117,9 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
             return endpoints.get(key, configured)
 
         def build(role: str, key: str, cfg: Any, **extra: Any) -> Any:
-            device = registry.build(role, cfg.driver, key, endpoint(key, cfg.endpoint), cfg, clock, site, **extra)
+            device = registry.build(
+                role, cfg.driver, key, endpoint(key, cfg.endpoint), cfg, clock, site, **extra
+            )
             stack.callback(device.disconnect)
             return device
 
@@ -137,7 +139,9 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
             grid=build("grid", "grid", inst.grid),
             analyzer=build("analyzer", "analyzer", inst.analyzer),
             load_bank=build("load_bank", "load_bank", inst.load_bank) if inst.load_bank else None,
-            pcc_breaker=build("breaker", "pcc_breaker", inst.pcc_breaker) if inst.pcc_breaker else None,
+            pcc_breaker=build("breaker", "pcc_breaker", inst.pcc_breaker)
+            if inst.pcc_breaker
+            else None,
             _stack=stack,
         )
         return bench

@@ -19,13 +19,16 @@ def check_dbc(path: Path) -> str:
     try:
         db = cantools.database.load_file(str(path), database_format="dbc", strict=True)
     except Exception as exc:  # cantools raises parser-specific errors with the position inside
-        raise ConfigErrors.single(path, f"not a valid DBC: {_one_line(exc)}", _line_of(exc)) from None
+        raise ConfigErrors.single(
+            path, f"not a valid DBC: {_one_line(exc)}", _line_of(exc)
+        ) from None
     assert isinstance(db, cantools.database.can.Database)
     senders = sorted({s for m in db.messages for s in m.senders})
     ext = sum(1 for m in db.messages if m.is_extended_frame)
     return (
         f"DBC with {len(db.messages)} messages ({ext} extended), "
-        f"{sum(len(m.signals) for m in db.messages)} signals, nodes {', '.join(n.name for n in db.nodes) or '-'}, "
+        f"{sum(len(m.signals) for m in db.messages)} signals, "
+        f"nodes {', '.join(n.name for n in db.nodes) or '-'}, "
         f"senders {', '.join(senders) or '-'}"
     )
 
@@ -53,7 +56,8 @@ def check_site(path: Path) -> tuple[Site, str]:
         load_contract(site.resolve(site.spec.site.settings))
     defects = parse_defects(site)
     summary = (
-        f"site '{site.spec.site.name}' ({site.spec.site.topology}), {len(site.spec.nodes)} node(s), "
+        f"site '{site.spec.site.name}' ({site.spec.site.topology}), "
+        f"{len(site.spec.nodes)} node(s), "
         f"{'virtual' if site.is_virtual else 'live'} endpoints, {len(defects)} defect(s)"
     )
     return site, summary
@@ -69,7 +73,10 @@ def check_file(path: Path) -> str:
     if isinstance(data, dict) and ("nodes" in data or "site" in data):
         return check_site(path)[1]
     raise ConfigErrors.single(
-        path, "not a site, contract, profile or DBC file; expected 'site:'/'nodes:' or 'contract:'/'clauses:'", 1
+        path,
+        "not a site, contract, profile or DBC file; "
+        "expected 'site:'/'nodes:' or 'contract:'/'clauses:'",
+        1,
     )
 
 

@@ -38,13 +38,21 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pytest_args = [
         str(_testplans()),
-        "--site", args.site,
-        "--contract", args.contract,
-        "--out", str(out),
+        "--site",
+        args.site,
+        "--contract",
+        args.contract,
+        "--out",
+        str(out),
         f"--junitxml={out / 'junit.xml'}",
         f"--alluredir={out / 'allure-results'}",
-        "-p", "no:cacheprovider",
-        "-q", "--no-header", "-rN",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--no-header",
+        "-rN",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
     ]
     if args.campaign:
         pytest_args += ["--campaign", args.campaign]
@@ -86,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the acceptance scenarios against a site and a contract")
     run.add_argument("--site", default="fixtures/sites/virtual-home.yaml")
     run.add_argument("--contract", default="fixtures/contracts/example.yaml")
-    run.add_argument("--out", help="results folder (default reports/<timestamp>, plus reports/latest)")
+    run.add_argument(
+        "--out", help="results folder (default reports/<timestamp>, plus reports/latest)"
+    )
     run.add_argument("--campaign", help="factory, field or ci: run that campaign's scenarios only")
     run.add_argument("-n", "--workers", type=int, default=0, help="parallel pytest-xdist workers")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -96,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    console = Console(stderr=False)
+    console = Console(width=None if sys.stdout.isatty() else 120)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":

@@ -31,9 +31,7 @@ class Clock(ABC):
     def bus_time(self, timestamp: float) -> float:
         """Map a python-can message timestamp onto the site timebase."""
 
-    def wait_until(
-        self, predicate: Callable[[], bool], timeout: float, poll: float = 0.05
-    ) -> bool:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
         """Wait until ``predicate()`` is true or ``timeout`` seconds of site time passed.
 
         Returns whether the predicate became true; the caller decides what a timeout means.

@@ -42,7 +42,7 @@ class _RunState:
         self._contract: Contract | None = None
         self.out: Path | None = None
         self.journal: Journal | None = None
-        self.started = dt.datetime.now(dt.timezone.utc)
+        self.started = dt.datetime.now(dt.UTC)
         self.wall_start = time.perf_counter()
         self.bench: Any = None
 
@@ -73,7 +73,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--contract", dest="harness_contract", help=f"contract file (default {DEFAULT_CONTRACT})"
     )
     group.addoption("--out", dest="harness_out", help="results folder (default reports/<time>)")
-    group.addoption("--campaign", dest="harness_campaign", help="run only this campaign's scenarios")
+    group.addoption(
+        "--campaign", dest="harness_campaign", help="run only this campaign's scenarios"
+    )
     group.addoption(
         "--allow-switching",
         dest="harness_allow_switching",
@@ -125,7 +127,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     campaign = config.getoption("harness_campaign")
     if not campaign:
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         marker = item.get_closest_marker("campaign")
         (keep if marker and campaign in marker.args else drop).append(item)
@@ -211,6 +214,13 @@ def pcc(site: Any) -> Any:
 
 
 @pytest.fixture
+def restore_after(site: Any) -> Iterator[None]:
+    """Return the site to normal operation after a scenario that disturbs it, even if it failed."""
+    yield
+    site.restore()
+
+
+@pytest.fixture
 def verdicts(request: pytest.FixtureRequest, contract: Contract) -> VerdictRecorder:
     """Hands measured quantities to the contract; never holds a limit of its own."""
     state: _RunState = request.config.stash[_STATE]
@@ -233,12 +243,13 @@ def evidence_dir(request: pytest.FixtureRequest) -> Path:
 # -- hooks ------------------------------------------------------------------------------------
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    outcome = yield
-    excinfo = outcome.excinfo
-    if excinfo is not None and isinstance(excinfo[1], UnjudgedQuantity):
-        outcome.force_exception(pytest.skip.Exception(str(excinfo[1]), _use_item_location=True))
+    """A scenario whose quantity no clause judges is skipped, not failed: nothing to prove."""
+    try:
+        return (yield)
+    except UnjudgedQuantity as exc:
+        pytest.skip(str(exc))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

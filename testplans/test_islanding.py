@@ -9,14 +9,18 @@ from harness.measure.trace import MeasurementError
 
 @pytest.mark.campaign("factory", "ci")
 @pytest.mark.switching
-def test_unintentional_islanding(site, load_bank, pcc, analyzer, verdicts, evidence_dir, restore_after):
+def test_unintentional_islanding(
+    site, load_bank, pcc, analyzer, verdicts, evidence_dir, restore_after
+):
     """IEEE 1547.1-2020 5.10: an island formed at the PCC with a balanced RLC load (quality factor
     from the method) is cleared within the contracted time, measured on the analyzer's capture."""
     quantity = "islanding.clearing_time"
     method = verdicts.method(quantity)
     site.dispatch_all(fraction=1.0)
     site.clock.sleep(site.seconds(method["settle"]))
-    load_bank.balance(power=analyzer.measure("inverters.power"), quality_factor=method["quality_factor"])
+    load_bank.balance(
+        power=analyzer.measure("inverters.power"), quality_factor=method["quality_factor"]
+    )
     currents = [f"{name}.inverter.current" for name in site.nodes]
     with analyzer.capture("pcc.voltage", "pcc.breaker", *currents) as trace:
         pcc.open()
@@ -36,6 +40,10 @@ def test_unintentional_islanding(site, load_bank, pcc, analyzer, verdicts, evide
         else:
             still_on = False
         verdicts.record(
-            quantity, cleared, node=name, uncertainty=trace.resolution,
-            evidence=[evidence], still_energized_at_end=still_on,
+            quantity,
+            cleared,
+            node=name,
+            uncertainty=trace.resolution,
+            evidence=[evidence],
+            still_energized_at_end=still_on,
         )

@@ -23,14 +23,19 @@ def test_inverter_power_telemetry(site, node, inverter, analyzer, verdicts, rest
         points.append((abs(reported - measured) / rated * 100, reported, measured))
     error, reported, measured = max(points)
     verdicts.record(
-        quantity, error, node=node,
+        quantity,
+        error,
+        node=node,
         uncertainty=analyzer.accuracy(channel) * abs(measured) / rated * 100,
-        reported_w=reported, analyzer_w=measured,
+        reported_w=reported,
+        analyzer_w=measured,
     )
 
 
 @pytest.mark.campaign("factory", "field", "ci")
-def test_bms_voltage_current_telemetry(site, node, inverter, bms, analyzer, verdicts, restore_after):
+def test_bms_voltage_current_telemetry(
+    site, node, inverter, bms, analyzer, verdicts, restore_after
+):
     """The BMS's CAN pack voltage and current agree with the analyzer's DC channels."""
     v_q, i_q = "bms.telemetry.voltage_error", "bms.telemetry.current_error"
     method = verdicts.method(v_q)
@@ -50,20 +55,22 @@ def test_bms_voltage_current_telemetry(site, node, inverter, bms, analyzer, verd
         verdicts.record(v_q, v_err, node=node, uncertainty=analyzer.accuracy(v_ch) * 100)
     if verdicts.judged(i_q):
         verdicts.record(
-            i_q, i_err, node=node,
+            i_q,
+            i_err,
+            node=node,
             uncertainty=analyzer.accuracy(i_ch) * abs(i_meas) / full_scale_a * 100,
         )
 
 
 @pytest.mark.campaign("factory", "field", "ci")
 def test_bms_cycle_times(site, node, bms, verdicts, evidence_dir):
-    """Every message the BMS must send arrives at its DBC cycle time, within the contract's tolerance."""
+    """Every message the BMS must send arrives on its DBC cycle time, within the tolerance."""
     quantity = "bms.can.cycle_time_deviation"
     method = verdicts.method(quantity)
     bms.reset_statistics()
     site.clock.sleep(site.seconds(method["observe"]))
     deviations = bms.cycle_deviation()
-    missing = bms.missing_messages()
+    missing = bms.missing()
     evidence = evidence_dir / f"{node}-cycle-times.json"
     evidence.write_text(json.dumps({"deviation_pct": deviations, "missing": missing}, indent=2))
     if missing:

@@ -66,20 +66,41 @@ def test_site_loads_with_typed_units():
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
-        ("contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n    max: 2\n",
-         6, "clauses[0].max: \"2\" has no unit"),
-        ("contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_tme\n    max: 2 s\n",
-         5, "unknown quantity 'islanding.clearing_tme'"),
-        ("contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n    max: 2 s\n    colour: red\n",
-         7, "clauses[0].colour: unknown field"),
-        ("contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n    max: 2 V\n",
-         6, "not convertible to s"),
-        ("contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n",
-         3, "has no limit"),
-        ("contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: [t\n", 5, "YAML syntax error"),
+        (
+            "contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n    max: 2\n",
+            6,
+            'clauses[0].max: "2" has no unit',
+        ),
+        (
+            "contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_tme\n    max: 2 s\n",
+            5,
+            "unknown quantity 'islanding.clearing_tme'",
+        ),
+        (
+            "contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n    max: 2 s\n    colour: red\n",
+            7,
+            "clauses[0].colour: unknown field",
+        ),
+        (
+            "contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n    max: 2 V\n",
+            6,
+            "not convertible to s",
+        ),
+        (
+            "contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: t\n    quantity: islanding.clearing_time\n",
+            3,
+            "has no limit",
+        ),
+        (
+            "contract: {id: X, title: T}\nclauses:\n  - id: A\n    title: [t\n",
+            5,
+            "YAML syntax error",
+        ),
     ],
 )
-def test_bad_contracts_name_file_line_and_field(tmp_path: Path, text: str, line: int, fragment: str):
+def test_bad_contracts_name_file_line_and_field(
+    tmp_path: Path, text: str, line: int, fragment: str
+):
     path = _write(tmp_path, "bad.yaml", text)
     errors = _errors(load_contract, path)
     assert any(fragment in e for e in errors), errors
@@ -92,20 +113,26 @@ def test_missing_file_is_named(tmp_path: Path):
 
 
 def test_site_unknown_field_and_bad_unit(tmp_path: Path):
-    text = SITE.read_text().replace("rated_power: 5 kW", "rated_power: 5 kg").replace(
-        "topology: ac_coupled", "topology: ac_coupled\n  colour: blue"
+    text = (
+        SITE.read_text()
+        .replace("rated_power: 5 kW", "rated_power: 5 kg")
+        .replace("topology: ac_coupled", "topology: ac_coupled\n  colour: blue")
     )
     path = _write(tmp_path, "site.yaml", text)
     path.parent.joinpath("../maps").resolve()
     errors = _errors(load_site, path)
     assert any("site.colour: unknown field" in e for e in errors), errors
-    assert any("nodes[0].inverter.rated_power" in e and "not convertible to W" in e for e in errors), errors
+    assert any(
+        "nodes[0].inverter.rated_power" in e and "not convertible to W" in e for e in errors
+    ), errors
 
 
 def test_site_referenced_files_must_exist(tmp_path: Path):
     path = _write(tmp_path, "site.yaml", SITE.read_text())
     errors = _errors(load_site, path)
-    assert any("nodes[0].bms.dbc: file ../../dbc/pylontech_lv.dbc not found" in e for e in errors), errors
+    assert any(
+        "nodes[0].bms.dbc: file ../../dbc/pylontech_lv.dbc not found" in e for e in errors
+    ), errors
 
 
 def test_units_require_a_unit_where_one_is_expected():

@@ -7,7 +7,6 @@ Each kind names the role it applies to, the unit of its ``value`` and any extra 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from harness.config.errors import ConfigError, ConfigErrors
@@ -55,27 +54,46 @@ def parse_defects(site: Site) -> list[AppliedDefect]:
     nodes = {n.name for n in site.spec.nodes}
     for i, d in enumerate(site.spec.defects):
         where = f"defects[{i}]"
+
         node, _, role = d.device.partition(".")
         kind = CATALOGUE.get(d.kind)
         if kind is None:
             known = ", ".join(sorted(CATALOGUE))
-            errors.append(_err(site.path, where + ".kind", f"unknown defect {d.kind!r}; expected one of: {known}"))
+            errors.append(
+                _err(
+                    site,
+                    i,
+                    where + ".kind",
+                    f"unknown defect {d.kind!r}; expected one of: {known}",
+                    "kind",
+                )
+            )
             continue
         if node not in nodes:
-            errors.append(_err(site.path, where + ".device", f"no node {node!r} in this site"))
+            errors.append(
+                _err(site, i, where + ".device", f"no node {node!r} in this site", "device")
+            )
             continue
         if role != kind.role:
-            errors.append(_err(site.path, where + ".device", f"{d.kind} applies to a {kind.role}, not a {role}"))
+            errors.append(
+                _err(
+                    site,
+                    i,
+                    where + ".device",
+                    f"{d.kind} applies to a {kind.role}, not a {role}",
+                    "device",
+                )
+            )
             continue
         extra = dict(d.model_extra or {})
         missing = [k for k in kind.keys if k not in extra]
         if missing:
-            errors.append(_err(site.path, where, f"{d.kind} needs {', '.join(missing)}"))
+            errors.append(_err(site, i, where, f"{d.kind} needs {', '.join(missing)}"))
             continue
         try:
             value = to_unit(d.value, kind.unit, require_unit=kind.unit not in ("", "1"))
         except UnitError as exc:
-            errors.append(_err(site.path, where + ".value", str(exc)))
+            errors.append(_err(site, i, where + ".value", str(exc), "value"))
             continue
         out.append(AppliedDefect(node, role, d.kind, value, extra))
     if errors:
@@ -83,5 +101,5 @@ def parse_defects(site: Site) -> list[AppliedDefect]:
     return out
 
 
-def _err(path: Path, field_name: str, message: str) -> ConfigError:
-    return ConfigError(path, None, field_name, message)
+def _err(site: Site, index: int, field_name: str, message: str, *loc: str) -> ConfigError:
+    return ConfigError(site.path, site.line("defects", index, *loc), field_name, message)

@@ -7,6 +7,7 @@ it never reads the plant directly.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,13 +28,13 @@ from harness.transports.aioloop import LoopThread
 from virtual_devices.defects import AppliedDefect, parse_defects
 from virtual_devices.endpoints.bms import VirtualBms
 from virtual_devices.endpoints.instruments import (
-    VirtualGridSimulator,
-    VirtualLoadBank,
-    VirtualPowerAnalyzer,
+    GridSimulatorHandler,
+    LoadBankHandler,
+    PowerAnalyzerHandler,
 )
 from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
-from virtual_devices.endpoints.scpi_server import ScpiServer
+from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
 from virtual_devices.plant.params import (
     BatteryParams,
     EnterServiceParams,
@@ -50,11 +51,14 @@ HOST = "127.0.0.1"
 
 def _settings(site: Site) -> Settings:
     if site.spec.site.settings is None:
-        raise ConfigErrors.single(site.path, "a virtual site needs 'site.settings' (a profile)", None, "site.settings")
+        raise ConfigErrors.single(
+            site.path, "a virtual site needs 'site.settings' (a profile)", None, "site.settings"
+        )
     settings = load_contract(site.resolve(site.spec.site.settings)).settings
     if settings is None or settings.trips is None or settings.enter_service is None:
         raise ConfigErrors.single(
-            site.resolve(site.spec.site.settings), "profile has no 'settings' with trips and enter_service"
+            site.resolve(site.spec.site.settings),
+            "profile has no 'settings' with trips and enter_service",
         )
     return settings
 
@@ -64,9 +68,12 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
     settings = _settings(site)
     assert settings.trips is not None and settings.enter_service is not None
     es = settings.enter_service
-    enter = EnterServiceParams(es.voltage_low, es.voltage_high, es.frequency_low, es.frequency_high, es.delay, es.ramp)
-    trips = {
-        fn: TripSetting(settings.trip_threshold(fn), s.clearing_time) for fn, s in settings.trips.items()
+    enter = EnterServiceParams(
+        es.voltage_low, es.voltage_high, es.frequency_low, es.frequency_high, es.delay, es.ramp
+    )
+    trips: dict[str, TripSetting] = {
+        str(fn): TripSetting(settings.trip_threshold(fn), s.clearing_time)
+        for fn, s in settings.trips.items()
     }
     nominal_v = site.spec.site.nominal_voltage
     nominal_f = site.spec.site.nominal_frequency
@@ -151,7 +158,12 @@ class VirtualSite:
                 server = SunSpecInverterEndpoint(
                     pnode,
                     self.plant,
-                    identity={"Mn": ident.manufacturer, "Md": ident.model, "SN": ident.serial, "Vr": ident.firmware},
+                    identity={
+                        "Mn": ident.manufacturer,
+                        "Md": ident.model,
+                        "SN": ident.serial,
+                        "Vr": ident.firmware,
+                    },
                     lock=self.lock,
                     loop=self.loop,
                 )
@@ -168,16 +180,18 @@ class VirtualSite:
                     for d in defects
                     if d.node == node.name and d.kind == "cycle_time"
                 }
-                bms = VirtualBms(bus, pnode.battery, identity=node.bms.identity.manufacturer, periods_s=periods)
+                bms = VirtualBms(
+                    bus, pnode.battery, identity=node.bms.identity.manufacturer, periods_s=periods
+                )
                 self._bms.append(bms)
                 self.endpoints[f"{node.name}.bms"] = CanEndpoint(
                     transport="can", interface="virtual", channel=channel, bitrate=None
                 )
         inst = self.site.spec.instruments
-        self._instrument("grid", inst.grid, VirtualGridSimulator)
-        self._instrument("analyzer", inst.analyzer, VirtualPowerAnalyzer)
+        self._instrument("grid", inst.grid, GridSimulatorHandler)
+        self._instrument("analyzer", inst.analyzer, PowerAnalyzerHandler)
         if inst.load_bank is not None:
-            self._instrument("load_bank", inst.load_bank, VirtualLoadBank)
+            self._instrument("load_bank", inst.load_bank, LoadBankHandler)
         if inst.pcc_breaker is not None and inst.pcc_breaker.endpoint.transport == "virtual":
             io = IoModuleEndpoint(self.plant.pcc, lock=self.lock, loop=self.loop)
             io.start()
@@ -190,12 +204,9 @@ class VirtualSite:
         if cfg.endpoint.transport != "virtual":
             return
         ident = cfg.identity
-        handler = kind(
-            self.plant,
-            identity=(ident.manufacturer, ident.model, ident.serial, ident.firmware),
-            **cfg.options,
-        )
-        server = ScpiServer(handler, loop=self.loop, lock=self.lock)
+        identity = InstrumentIdentity(ident.manufacturer, ident.model, ident.serial, ident.firmware)
+        handler = kind(self.plant, self.lock, identity, **cfg.options)
+        server = ScpiServer(handler, loop=self.loop)
         server.start()
         self._servers.append(server)
         self.endpoints[key] = VisaEndpoint(
@@ -203,7 +214,7 @@ class VirtualSite:
         )
 
     def advance(self, until: float) -> None:
-        """Step the plant and the CAN nodes together so every frame carries its due time's values."""
+        """Step the plant and the CAN nodes together: each frame carries its due time's values."""
         while True:
             due = min((b.node.next_due() for b in self._bms), default=until)
             if due > until:
@@ -217,10 +228,8 @@ class VirtualSite:
 
     def stop(self) -> None:
         for server in reversed(self._servers):
-            try:
+            with contextlib.suppress(Exception):  # keep tearing down the rest
                 server.stop()
-            except Exception:  # keep tearing down the rest
-                pass
         for bms in self._bms:
             bms.close()
         self.loop.stop()

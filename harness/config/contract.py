@@ -80,7 +80,9 @@ class Clause(BaseModel):
     @model_validator(mode="after")
     def _has_limit(self) -> Clause:
         if self.min is None and self.max is None:
-            raise ValueError(f"clause {self.id} has no limit; expected 'min' and/or 'max' with a unit")
+            raise ValueError(
+                f"clause {self.id} has no limit; expected 'min' and/or 'max' with a unit"
+            )
         if self.marginal is not None and self.marginal < 0:
             raise ValueError("marginal band must not be negative")
         return self
@@ -171,7 +173,9 @@ def load_contract(path: Path) -> Contract:
         current = (current.parent / loaded.extends) if loaded.extends else None
     top_path, top = chain[0]
     if top.contract is None and top.profile is None:
-        raise ConfigErrors.single(top_path, "missing 'contract:' (id, title) section", 1, "contract")
+        raise ConfigErrors.single(
+            top_path, "missing 'contract:' (id, title) section", 1, "contract"
+        )
     info = top.contract or ContractInfo(id=top.profile.id, title=top.profile.title)  # type: ignore[union-attr]
     clauses: dict[str, Clause] = {}
     settings: Settings | None = None

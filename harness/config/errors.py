@@ -27,5 +27,7 @@ class ConfigErrors(Exception):
         super().__init__("\n".join(str(e) for e in errors))
 
     @classmethod
-    def single(cls, file: Path, message: str, line: int | None = None, field: str = "") -> ConfigErrors:
+    def single(
+        cls, file: Path, message: str, line: int | None = None, field: str = ""
+    ) -> ConfigErrors:
         return cls([ConfigError(file, line, field, message)])

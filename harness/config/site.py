@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.config.errors import ConfigError, ConfigErrors
 from harness.config.units import AmpHours, Celsius, Hertz, Ohms, Percent, Seconds, Volts, Watts
 from harness.config.validation import field_path, validate
-from harness.config.yamlsrc import load_yaml
+from harness.config.yamlsrc import LineMap, load_yaml
 
 
 class _Strict(BaseModel):
@@ -184,6 +184,11 @@ class Site(BaseModel):
     path: Path
     spec: SiteFile
     sha256: str
+    lines: LineMap | None = None
+
+    def line(self, *loc: str | int) -> int | None:
+        """Source line of a field, for errors found after loading (e.g. defects)."""
+        return self.lines.line(loc) if self.lines else None
 
     @property
     def is_virtual(self) -> bool:
@@ -198,7 +203,12 @@ class Site(BaseModel):
         for node in self.spec.nodes:
             out += [node.inverter.endpoint, node.bms.endpoint]
         instruments = self.spec.instruments
-        for inst in (instruments.grid, instruments.analyzer, instruments.load_bank, instruments.pcc_breaker):
+        for inst in (
+            instruments.grid,
+            instruments.analyzer,
+            instruments.load_bank,
+            instruments.pcc_breaker,
+        ):
             if inst is not None:
                 out.append(inst.endpoint)
         return out
@@ -216,10 +226,14 @@ class Site(BaseModel):
 def load_site(path: Path) -> Site:
     data, lines = load_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigErrors.single(path, "expected a mapping with 'site', 'nodes' and 'instruments'", 1)
+        raise ConfigErrors.single(
+            path, "expected a mapping with 'site', 'nodes' and 'instruments'", 1
+        )
     spec = validate(SiteFile, data, path, lines)
-    site = Site(path=path, spec=spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-    missing = []
+    site = Site(
+        path=path, spec=spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), lines=lines
+    )
+    missing: list[tuple[tuple[str | int, ...], Path]] = []
     for i, node in enumerate(spec.nodes):
         for key, rel in (("dbc", node.bms.dbc), ("binding", node.bms.binding)):
             if not site.resolve(rel).is_file():
@@ -229,7 +243,12 @@ def load_site(path: Path) -> Site:
     if missing:
         raise ConfigErrors(
             [
-                ConfigError(path, lines.line(loc), field_path(loc), f"file {rel} not found (relative to {path.parent})")
+                ConfigError(
+                    path,
+                    lines.line(loc),
+                    field_path(loc),
+                    f"file {rel} not found (relative to {path.parent})",
+                )
                 for loc, rel in missing
             ]
         )

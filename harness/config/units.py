@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import pint
 from pydantic import BeforeValidator
 
-ureg = pint.UnitRegistry()
+ureg: pint.UnitRegistry[Any] = pint.UnitRegistry()
 ureg.define("per_unit = [per_unit] = pu")
 ureg.define("count = [] ")
 
@@ -26,7 +26,7 @@ _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s
 
 
 @lru_cache(maxsize=512)
-def _parse(text: str) -> pint.Quantity:
+def _parse(text: str) -> pint.Quantity[Any]:
     match = _NUMBER.match(text)
     if not match:
         raise UnitError(f"{text!r} is not a number with a unit")
@@ -39,7 +39,7 @@ def _parse(text: str) -> pint.Quantity:
         raise UnitError(f"{text!r} is not a number with a unit") from None
 
 
-def _bare(q: pint.Quantity) -> bool:
+def _bare(q: pint.Quantity[Any]) -> bool:
     return str(q.units) == "dimensionless"
 
 

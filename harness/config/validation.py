@@ -23,7 +23,7 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown field; check the spelling against the documented fields"
@@ -43,7 +43,9 @@ def validate(model: type[M], data: Any, path: Path, lines: LineMap, context: Any
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            loc = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+            )
             # Discriminated unions add the tag to the location; it is not a key in the file.
             loc = tuple(p for p in loc if p not in _UNION_TAGS)
             errors.append(ConfigError(path, lines.line(loc), field_path(loc), _message(err)))

@@ -39,7 +39,7 @@ class Device(ABC):
     @abstractmethod
     def identity(self) -> Identity: ...
 
-    def disconnect(self) -> None:
+    def disconnect(self) -> None:  # noqa: B027 - optional hook, most drivers override it
         """Release the transport; the default has nothing to release."""
 
 
@@ -85,6 +85,14 @@ class Bms(Device):
     @abstractmethod
     def cycle_deviation(self) -> dict[str, float]:
         """Per message: worst relative deviation of the observed period from its DBC cycle, %."""
+
+    @abstractmethod
+    def missing(self) -> list[str]:
+        """Messages the BMS must send that were not received in the observation window."""
+
+    @abstractmethod
+    def reset_statistics(self) -> None:
+        """Start a new observation window for cycle times and missing messages."""
 
 
 class GridSimulator(Device):

@@ -1,1 +1,1 @@
-"""Results of a run: verdicts.json, the verdict table, (later) Allure wiring and the witness report."""
+"""Results of a run: verdicts.json, the verdict table and progress."""

@@ -8,6 +8,7 @@ callers submit coroutines and wait for them with a timeout, so a silent device c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -51,10 +52,8 @@ class LoopThread:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        try:
+        with contextlib.suppress(TimeoutError, RuntimeError):
             self.run(_cancel_all(), timeout)
-        except (TimeoutError, RuntimeError):
-            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():

@@ -9,6 +9,7 @@ uncertainty, it fails.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from harness.config.contract import Clause, Contract
 from harness.verdicts.model import ClauseVerdict, Measurement, Verdict
@@ -75,7 +76,7 @@ def evaluate(
 
 
 def _verdict(clause: Clause, node: str | None, found: list[Measurement]) -> ClauseVerdict:
-    common = dict(
+    common: dict[str, Any] = dict(
         clause=clause.id,
         title=clause.title,
         quantity=clause.quantity,
@@ -86,7 +87,11 @@ def _verdict(clause: Clause, node: str | None, found: list[Measurement]) -> Clau
     )
     if not found:
         return ClauseVerdict(
-            **common, value=None, verdict=Verdict.NOT_COVERED, test=None, evidence=(),
+            **common,
+            value=None,
+            verdict=Verdict.NOT_COVERED,
+            test=None,
+            evidence=(),
             note="no scenario measured this quantity",
         )
     m, verdict = _worst(clause, found)

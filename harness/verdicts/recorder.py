@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from os import PathLike
 
 from harness.config.contract import Contract
 from harness.config.quantities import catalogue
@@ -32,7 +33,7 @@ class VerdictRecorder:
         return bool(self.contract.clauses_for(quantity))
 
     def require(self, quantity: str) -> None:
-        """Raise UnjudgedQuantity when no clause judges ``quantity`` (the scenario is then skipped)."""
+        """Raise UnjudgedQuantity when no clause judges ``quantity`` (the scenario is skipped)."""
         if not self.judged(quantity):
             raise UnjudgedQuantity(f"the contract has no clause for {quantity}")
 
@@ -44,7 +45,9 @@ class VerdictRecorder:
     def limit(self, quantity: str) -> float:
         """The widest limit any clause sets on ``quantity``: how long a scenario must observe."""
         self.require(quantity)
-        values = [c.max if c.max is not None else c.min for c in self.contract.clauses_for(quantity)]
+        values = [
+            c.max if c.max is not None else c.min for c in self.contract.clauses_for(quantity)
+        ]
         return max(v for v in values if v is not None)
 
     def window(self, quantity: str, factor: float = 2.0) -> float:
@@ -58,7 +61,7 @@ class VerdictRecorder:
         *,
         node: str | None = None,
         uncertainty: float = 0.0,
-        evidence: Sequence[str] = (),
+        evidence: Sequence[str | PathLike[str]] = (),
         **details: object,
     ) -> Measurement:
         qdef = catalogue()[quantity]
@@ -69,7 +72,7 @@ class VerdictRecorder:
             node=node,
             test=self.test,
             uncertainty=float(uncertainty),
-            evidence=tuple(evidence),
+            evidence=tuple(str(e) for e in evidence),
             details={k: _plain(v) for k, v in details.items()},
         )
         return self._add(m)

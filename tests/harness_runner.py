@@ -1,0 +1,57 @@
+"""Run the `harness` command line in a subprocess, as a user would, and read what it left."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "fixtures/sites/virtual-home.yaml"
+CONTRACT = ROOT / "fixtures/contracts/example.yaml"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    folder: Path
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        return json.loads((self.folder / "verdicts.json").read_text())["verdicts"]
+
+    def run(self) -> dict[str, Any]:
+        return json.loads((self.folder / "verdicts.json").read_text())["run"]
+
+    def by_clause(self) -> dict[tuple[str, str | None], dict[str, Any]]:
+        return {(v["clause"], v["node"]): v for v in self.verdicts()}
+
+
+def harness(
+    *args: str | Path, cwd: Path = ROOT, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run(tmp_path: Path, site: Path = SITE, contract: Path = CONTRACT, *extra: str) -> Result:
+    out = tmp_path / "results"
+    proc = harness("run", "--site", site, "--contract", contract, "--out", out, *extra)
+    return Result(proc.returncode, proc.stdout + proc.stderr, out)
+
+
+def site_with(tmp_path: Path, extra_yaml: str, name: str = "site.yaml") -> Path:
+    """A copy of the virtual home next to the original (so relative paths resolve), plus ``extra_yaml``."""
+    text = SITE.read_text().replace("defects: []", extra_yaml)
+    path = SITE.parent / f".test-{uuid.uuid4().hex[:12]}-{name}"
+    path.write_text(text)
+    return path
