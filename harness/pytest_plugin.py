@@ -21,6 +21,7 @@ import pytest
 from harness.config.contract import Contract, load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.site import Site, load_site
+from harness.devices.roles import DeviceError
 from harness.report.results import RunRecord, build_verdicts, journal_dir, write_verdicts
 from harness.runinfo import default_out, point_latest
 from harness.verdicts.journal import Journal
@@ -29,6 +30,7 @@ from harness.verdicts.recorder import UnjudgedQuantity, VerdictRecorder
 DEFAULT_SITE = Path("fixtures/sites/virtual-home.yaml")
 DEFAULT_CONTRACT = Path("fixtures/contracts/example.yaml")
 _STATE = pytest.StashKey["_RunState"]()
+SETUP_ERROR = "setup-error.txt"
 
 
 class _RunState:
@@ -166,7 +168,15 @@ def site(pytestconfig: pytest.Config, site_config: Site, contract: Contract) -> 
     from harness.bench import open_bench
 
     state: _RunState = pytestconfig.stash[_STATE]
-    bench = open_bench(site_config, contract)
+    try:
+        bench = open_bench(site_config, contract)
+    except (ConfigErrors, DeviceError, OSError, TimeoutError) as exc:
+        # No device, no run: say why once, and let `harness run` exit 2 instead of judging.
+        message = f"the site could not be set up: {exc}"
+        out = _out_dir(state)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SETUP_ERROR).write_text(message + "\n", encoding="utf-8")
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     state.bench = bench
     try:
         yield bench
@@ -266,8 +276,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 json.dumps({"simulated_seconds": simulated})
             )
         return
-    if not journal_dir(state.out).is_dir():
-        return  # no scenario ran in this session
+    if not journal_dir(state.out).is_dir() or (state.out / SETUP_ERROR).exists():
+        return  # no scenario ran in this session, or the site never came up
     for path in journal_dir(state.out).glob("*.clock.json"):
         simulated += json.loads(path.read_text())["simulated_seconds"]
     run = RunRecord(

@@ -105,3 +105,19 @@ def test_check_accepts_the_shipped_files():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("OK") == 6
+
+
+def test_unreachable_device_is_a_setup_error(tmp_path: Path):
+    """A live endpoint that does not answer: exit 2 naming the device, no verdicts judged."""
+    path = SITE.parent / f".test-{uuid.uuid4().hex[:12]}-dead.yaml"
+    text = SITE.read_text().replace(
+        "      driver: sunspec\n      endpoint: {transport: virtual}",
+        "      driver: sunspec\n      endpoint: {transport: modbus_tcp, host: 127.0.0.1, port: 9, timeout: 0.5 s}",
+    )
+    path.write_text(text)
+    try:
+        proc = harness("run", "--site", path, "--out", tmp_path / "o")
+    finally:
+        path.unlink()
+    _assert_setup_error(proc, "could not be set up", "home-1.inverter", "127.0.0.1:9")
+    assert not (tmp_path / "o" / "verdicts.json").exists()

@@ -1,4 +1,4 @@
-"""The catalogue of defects a virtual device can be given (DESIGN section 6), in one place.
+"""Defects a virtual device can be given (DESIGN section 6); the catalogue is data/defects/*.yaml.
 
 A defect changes a device's behaviour, never a verdict: the harness must find it by measuring.
 Each kind names the role it applies to, the unit of its ``value`` and any extra keys it needs.
@@ -7,7 +7,11 @@ Each kind names the role it applies to, the unit of its ``value`` and any extra 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from harness.config.errors import ConfigError, ConfigErrors
 from harness.config.site import Site
@@ -22,20 +26,24 @@ class DefectKind:
     keys: tuple[str, ...] = ()
 
 
-CATALOGUE: dict[str, DefectKind] = {
-    "anti_islanding_delay": DefectKind(
-        "inverter",
-        "s",
-        "The inverter keeps energizing an island for `value` after it forms, instead of ceasing "
-        "within its anti-islanding detection time.",
-    ),
-    "cycle_time": DefectKind(
-        "bms",
-        "s",
-        "The BMS sends `message` every `value` instead of at the DBC's cycle time.",
-        ("message",),
-    ),
-}
+DEFECTS_DIR = Path(__file__).parent / "data" / "defects"
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, DefectKind]:
+    """Every defect kind of every file in data/defects/."""
+    out: dict[str, DefectKind] = {}
+    for path in sorted(DEFECTS_DIR.glob("*.yaml")):
+        for kind, body in yaml.safe_load(path.read_text("utf-8"))["defects"].items():
+            if kind in out:
+                raise ValueError(f"defect kind {kind} is defined twice (again in {path.name})")
+            out[kind] = DefectKind(
+                body["role"],
+                body["unit"],
+                " ".join(body["description"].split()),
+                tuple(body.get("keys", ())),
+            )
+    return out
 
 
 @dataclass(frozen=True)
@@ -56,9 +64,9 @@ def parse_defects(site: Site) -> list[AppliedDefect]:
         where = f"defects[{i}]"
 
         node, _, role = d.device.partition(".")
-        kind = CATALOGUE.get(d.kind)
+        kind = catalogue().get(d.kind)
         if kind is None:
-            known = ", ".join(sorted(CATALOGUE))
+            known = ", ".join(sorted(catalogue()))
             errors.append(
                 _err(
                     site,
@@ -103,3 +111,8 @@ def parse_defects(site: Site) -> list[AppliedDefect]:
 
 def _err(site: Site, index: int, field_name: str, message: str, *loc: str) -> ConfigError:
     return ConfigError(site.path, site.line("defects", index, *loc), field_name, message)
+
+
+def defects_for(defects: list[AppliedDefect], node: str, role: str) -> dict[str, AppliedDefect]:
+    """The defects given to one device, by kind."""
+    return {d.kind: d for d in defects if d.node == node and d.role == role}

@@ -14,9 +14,6 @@ from typing import Any
 
 import can
 
-from harness.config.contract import load_contract
-from harness.config.errors import ConfigErrors
-from harness.config.settings import Settings
 from harness.config.site import (
     CanEndpoint,
     InstrumentConfig,
@@ -35,94 +32,10 @@ from virtual_devices.endpoints.instruments import (
 from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
 from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
-from virtual_devices.plant.params import (
-    BatteryParams,
-    EnterServiceParams,
-    InverterParams,
-    IslandLoadParams,
-    NodeParams,
-    PlantParams,
-    TripSetting,
-)
 from virtual_devices.plant.plant import Plant
+from virtual_devices.plant_config import plant_params
 
 HOST = "127.0.0.1"
-
-
-def _settings(site: Site) -> Settings:
-    if site.spec.site.settings is None:
-        raise ConfigErrors.single(
-            site.path, "a virtual site needs 'site.settings' (a profile)", None, "site.settings"
-        )
-    settings = load_contract(site.resolve(site.spec.site.settings)).settings
-    if settings is None or settings.trips is None or settings.enter_service is None:
-        raise ConfigErrors.single(
-            site.resolve(site.spec.site.settings),
-            "profile has no 'settings' with trips and enter_service",
-        )
-    return settings
-
-
-def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
-    """Translate the site file (and its defects) into the plant's physical parameters."""
-    settings = _settings(site)
-    assert settings.trips is not None and settings.enter_service is not None
-    es = settings.enter_service
-    enter = EnterServiceParams(
-        es.voltage_low, es.voltage_high, es.frequency_low, es.frequency_high, es.delay, es.ramp
-    )
-    trips: dict[str, TripSetting] = {
-        str(fn): TripSetting(settings.trip_threshold(fn), s.clearing_time)
-        for fn, s in settings.trips.items()
-    }
-    nominal_v = site.spec.site.nominal_voltage
-    nominal_f = site.spec.site.nominal_frequency
-    nodes = []
-    for node in site.spec.nodes:
-        inv = node.inverter
-        island_delay = _defect_value(defects, node.name, "anti_islanding_delay")
-        battery = node.battery
-        assert battery is not None
-        nodes.append(
-            NodeParams(
-                name=node.name,
-                inverter=InverterParams(
-                    rated_power_w=inv.rated_power,
-                    nominal_voltage_v=nominal_v,
-                    nominal_frequency_hz=nominal_f,
-                    trips=dict(trips),
-                    enter_service=enter,
-                    anti_islanding_detection_s=inv.virtual.anti_islanding_detection,
-                    efficiency=inv.virtual.efficiency,
-                    anti_islanding_delay_s=island_delay,
-                ),
-                battery=BatteryParams(
-                    cells_in_series=battery.cells_in_series,
-                    capacity_ah=battery.capacity,
-                    initial_soc_pct=battery.initial_soc,
-                    resistance_ohm=battery.resistance,
-                    ambient_c=battery.ambient,
-                    charge_voltage_limit_v=battery.charge_voltage_limit,
-                    discharge_voltage_limit_v=battery.discharge_voltage_limit,
-                    max_charge_current_a=battery.max_charge_current,
-                    max_discharge_current_a=battery.max_discharge_current,
-                ),
-            )
-        )
-    load = site.spec.island_load
-    return PlantParams(
-        nominal_voltage_v=nominal_v,
-        nominal_frequency_hz=nominal_f,
-        nodes=nodes,
-        island_load=IslandLoadParams(load.power, load.quality_factor),
-    )
-
-
-def _defect_value(defects: list[AppliedDefect], node: str, kind: str) -> float | None:
-    for d in defects:
-        if d.node == node and d.kind == kind:
-            return d.value
-    return None
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""The catalogue of measurable quantities (quantities.yaml beside this file)."""
+"""The catalogue of measurable quantities: every YAML file in quantities.d/ beside this file.
+
+One file per family of scenarios, so each family documents its own quantities (name, unit, how
+it is measured, which scenario measures it, the method's parameters) next to the others.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,14 @@ class QuantityDef(BaseModel):
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, QuantityDef]:
-    text = resources.files("harness.config").joinpath("quantities.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text)["quantities"]
-    return {name: QuantityDef(name=name, **body) for name, body in raw.items()}
+    folder = resources.files("harness.config").joinpath("quantities.d")
+    out: dict[str, QuantityDef] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        raw = yaml.safe_load(entry.read_text("utf-8"))["quantities"]
+        for name, body in raw.items():
+            if name in out:
+                raise ValueError(f"quantity {name} is defined twice (again in {entry.name})")
+            out[name] = QuantityDef(name=name, **body)
+    return out

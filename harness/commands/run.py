@@ -1,0 +1,83 @@
+"""`harness run`: the acceptance scenarios against a site and a contract, ending in verdicts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.pytest_plugin import SETUP_ERROR
+from harness.runinfo import default_out, point_latest
+
+EXIT_SETUP = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser("run", help="run the acceptance scenarios against a site and a contract")
+    run.add_argument("--site", default="fixtures/sites/virtual-home.yaml")
+    run.add_argument("--contract", default="fixtures/contracts/example.yaml")
+    run.add_argument(
+        "--out", help="results folder (default reports/<timestamp>, plus reports/latest)"
+    )
+    run.add_argument("--campaign", help="factory, field or ci: run that campaign's scenarios only")
+    run.add_argument("-n", "--workers", type=int, default=0, help="parallel pytest-xdist workers")
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    run.set_defaults(handler=cmd_run)
+
+
+def _testplans() -> Path:
+    local = Path("testplans")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[1] / "testplans"
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    import pytest
+
+    from harness.checks import check_run_inputs
+    from harness.report.progress import ProgressReporter
+    from harness.report.results import exit_status, read_verdicts
+    from harness.report.table import print_verdicts
+
+    check_run_inputs(Path(args.site), Path(args.contract))
+    out = Path(args.out) if args.out else default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    pytest_args = [
+        str(_testplans()),
+        "--site",
+        args.site,
+        "--contract",
+        args.contract,
+        "--out",
+        str(out),
+        f"--junitxml={out / 'junit.xml'}",
+        f"--alluredir={out / 'allure-results'}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--no-header",
+        "-rN",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    ]
+    if args.campaign:
+        pytest_args += ["--campaign", args.campaign]
+    if args.workers:
+        pytest_args += ["-n", str(args.workers)]
+    pytest_args += args.pytest_args
+    console.print(f"[bold]harness run[/bold]: site {args.site}, contract {args.contract} -> {out}")
+    code = pytest.main(pytest_args, plugins=[ProgressReporter(console)])
+    if (out / SETUP_ERROR).is_file():
+        console.print((out / SETUP_ERROR).read_text().strip(), style="bold red", highlight=False)
+        return EXIT_SETUP
+    if not (out / "verdicts.json").is_file():
+        console.print(f"[bold red]no verdicts were produced (pytest exit {int(code)})[/bold red]")
+        return EXIT_SETUP
+    if out.parent.name == "reports":
+        point_latest(out)
+    run, verdicts = read_verdicts(out)
+    print_verdicts(run, verdicts, console)
+    console.print(f"results: {out}")
+    return exit_status(verdicts)
