@@ -22,7 +22,9 @@ from harness.config.contract import Contract, load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.site import Site, load_site
 from harness.devices.roles import DeviceError
-from harness.report.results import RunRecord, build_verdicts, journal_dir, write_verdicts
+from harness.report import duts
+from harness.report.bundle import finish_results, write_run_start
+from harness.report.results import RunRecord, journal_dir
 from harness.runinfo import default_out, point_latest
 from harness.verdicts.journal import Journal
 from harness.verdicts.recorder import UnjudgedQuantity, VerdictRecorder
@@ -78,6 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--campaign", dest="harness_campaign", help="run only this campaign's scenarios"
     )
+    group.addoption("--operator", dest="harness_operator", help="operator's name (witness report)")
+    group.addoption("--witness", dest="harness_witness", help="witness's name (witness report)")
     group.addoption(
         "--allow-switching",
         dest="harness_allow_switching",
@@ -100,6 +104,20 @@ def pytest_configure(config: pytest.Config) -> None:
         state.out = Path(worker_input["harness_out"])
     elif config.getoption("harness_out"):
         state.out = Path(config.getoption("harness_out"))
+    if worker_input is None and state.out is not None:
+        write_run_start(state.out, _run_start(state))
+
+
+def _run_start(state: _RunState) -> dict[str, Any]:
+    cfg = state.config
+    return {
+        "started": state.started.isoformat(timespec="seconds"),
+        "site": str(state.site_path),
+        "contract": str(state.contract_path),
+        "campaign": cfg.getoption("harness_campaign"),
+        "operator": cfg.getoption("harness_operator"),
+        "witness": cfg.getoption("harness_witness"),
+    }
 
 
 def pytest_configure_node(node: Any) -> None:
@@ -178,6 +196,8 @@ def site(pytestconfig: pytest.Config, site_config: Site, contract: Contract) -> 
         (out / SETUP_ERROR).write_text(message + "\n", encoding="utf-8")
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     state.bench = bench
+    worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
+    duts.write(_out_dir(state), duts.collect(bench), worker)
     try:
         yield bench
     finally:
@@ -262,7 +282,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         pytest.skip(str(exc))
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Last of all, after junit.xml and Allure have written: judge, report, hash."""
     state: _RunState = session.config.stash[_STATE]
     if state.journal is not None:
         state.journal.close()
@@ -291,8 +313,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         contract=str(state.contract_path),
         contract_sha256=state.contract.sha256,
         complete=exitstatus in (0, 1),
+        extra={
+            "operator": session.config.getoption("harness_operator"),
+            "witness": session.config.getoption("harness_witness"),
+        },
     )
-    write_verdicts(state.out, build_verdicts(state.out, state.contract, state.site), run)
+    finish_results(state.out, state.site, state.contract, run)
     if state.out.parent.name == "reports" or os.environ.get("HARNESS_LATEST"):
         point_latest(state.out)
 

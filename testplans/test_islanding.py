@@ -46,4 +46,5 @@ def test_unintentional_islanding(
             uncertainty=trace.resolution,
             evidence=[evidence],
             still_energized_at_end=still_on,
+            since=opened,
         )

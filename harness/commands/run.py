@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--out", help="results folder (default reports/<timestamp>, plus reports/latest)"
     )
     run.add_argument("--campaign", help="factory, field or ci: run that campaign's scenarios only")
+    run.add_argument("--operator", help="operator's name, printed on the witness report")
+    run.add_argument("--witness", help="witness's name, printed on the witness report")
     run.add_argument("-n", "--workers", type=int, default=0, help="parallel pytest-xdist workers")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.set_defaults(handler=cmd_run)
@@ -62,6 +64,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
+    for flag in ("operator", "witness"):
+        if getattr(args, flag):
+            pytest_args += [f"--{flag}", getattr(args, flag)]
     if args.campaign:
         pytest_args += ["--campaign", args.campaign]
     if args.workers:

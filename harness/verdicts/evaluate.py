@@ -83,6 +83,8 @@ def _verdict(clause: Clause, node: str | None, found: list[Measurement]) -> Clau
         node=node,
         unit=clause.unit,
         limit=clause.limit_text,
+        limit_min=clause.min,
+        limit_max=clause.max,
         source=clause.source,
     )
     if not found:
@@ -99,7 +101,13 @@ def _verdict(clause: Clause, node: str | None, found: list[Measurement]) -> Clau
     if m.uncertainty and verdict is not Verdict.ERROR:
         note = f"measurement uncertainty +-{m.uncertainty:g} {clause.unit}"
     return ClauseVerdict(
-        **common, value=m.value, verdict=verdict, test=m.test, evidence=m.evidence, note=note
+        **common,
+        value=m.value,
+        verdict=verdict,
+        test=m.test,
+        evidence=m.evidence,
+        note=note,
+        details=dict(m.details) | {"uncertainty": m.uncertainty},
     )
 
 

@@ -68,6 +68,9 @@ class ClauseVerdict:
     evidence: tuple[str, ...]
     source: str | None = None
     note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    limit_min: float | None = None
+    limit_max: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,0 +1,69 @@
+"""The results folder: witness report, manifest, tamper detection, and killed-run reports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.report.manifest import verify_manifest
+from tests.harness_runner import CONTRACT, SITE, Result, harness, run
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Result:
+    tmp = tmp_path_factory.mktemp("run")
+    result = run(tmp, SITE, CONTRACT, "--operator", "A. Operator", "--witness", "W. Itness")
+    assert result.code == 0, result.out
+    return result
+
+
+def _copy(finished: Result, tmp_path: Path) -> Path:
+    folder = tmp_path / "copy"
+    shutil.copytree(finished.folder, folder)
+    return folder
+
+
+def test_witness_report_is_self_contained_and_complete(finished: Result):
+    html = (finished.folder / "witness.html").read_text()
+    for v in finished.verdicts():
+        assert v["clause"] in html
+    assert "VPA-1" in html and "VINV-0001" in html  # DUT and instrument identities
+    assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)  # inline plot
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from a network
+    assert "A. Operator" in html and "W. Itness" in html
+
+
+def test_clean_manifest_verifies(finished: Result):
+    assert verify_manifest(finished.folder) == []
+    proc = harness("report", finished.folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_tampering_is_named(finished: Result, tmp_path: Path):
+    folder = _copy(finished, tmp_path)
+    csv = next(folder.glob("evidence/*/island-capture.csv"))
+    csv.write_text(csv.read_text().replace("240.0", "239.0", 1))
+    (folder / "junit.xml").unlink()
+    (folder / "extra.txt").write_text("slipped in")
+    proc = harness("report", folder)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "island-capture.csv: changed" in text
+    assert "junit.xml: missing" in text
+    assert "extra.txt: not in manifest" in text
+
+
+def test_killed_run_still_reports_what_it_measured(finished: Result, tmp_path: Path):
+    folder = _copy(finished, tmp_path)
+    for name in ("verdicts.json", "witness.html", "manifest.json"):
+        (folder / name).unlink()  # killed before the session finished
+    proc = harness("report", folder)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "incomplete" in text
+    html = (folder / "rebuilt" / "witness.html").read_text()
+    assert "INCOMPLETE RUN" in html
+    assert "C.4.2" in html and "0.416" in html  # the islanding result survived in the journal
