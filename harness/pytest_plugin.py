@@ -22,8 +22,9 @@ from harness.config.contract import Contract, load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.site import Site, load_site
 from harness.devices.roles import DeviceError
-from harness.report import duts
-from harness.report.bundle import finish_results, write_run_start
+from harness.report import allure_wiring, duts
+from harness.report.allure_wiring import Stepped
+from harness.report.bundle import environment, finish_results, write_run_start
 from harness.report.results import RunRecord, journal_dir
 from harness.runinfo import default_out, point_latest
 from harness.verdicts.journal import Journal
@@ -158,6 +159,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _uses_scenarios(item):
+        allure_wiring.label_item(item)
     if item.get_closest_marker("switching") is None:
         return
     state: _RunState = item.config.stash[_STATE]
@@ -196,11 +199,13 @@ def site(pytestconfig: pytest.Config, site_config: Site, contract: Contract) -> 
         (out / SETUP_ERROR).write_text(message + "\n", encoding="utf-8")
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     state.bench = bench
-    worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
-    duts.write(_out_dir(state), duts.collect(bench), worker)
     try:
         yield bench
     finally:
+        # Identities last: by then every unit has spoken (a BMS names itself only on its bus).
+        if state.out is not None:
+            worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
+            duts.write(state.out, duts.collect(bench), worker)
         bench.close()
 
 
@@ -211,36 +216,36 @@ def clock(site: Any) -> Any:
 
 @pytest.fixture
 def inverter(site: Any, node: str) -> Any:
-    return site.nodes[node].inverter
+    return Stepped(site.nodes[node].inverter)
 
 
 @pytest.fixture
 def bms(site: Any, node: str) -> Any:
-    return site.nodes[node].bms
+    return Stepped(site.nodes[node].bms)
 
 
 @pytest.fixture
 def grid(site: Any) -> Any:
-    return site.grid
+    return Stepped(site.grid)
 
 
 @pytest.fixture
 def analyzer(site: Any) -> Any:
-    return site.analyzer
+    return Stepped(site.analyzer)
 
 
 @pytest.fixture
 def load_bank(site: Any) -> Any:
     if site.load_bank is None:
         pytest.skip("the site has no load bank")
-    return site.load_bank
+    return Stepped(site.load_bank)
 
 
 @pytest.fixture
 def pcc(site: Any) -> Any:
     if site.pcc_breaker is None:
         pytest.skip("the site has no controllable PCC breaker")
-    return site.pcc_breaker
+    return Stepped(site.pcc_breaker)
 
 
 @pytest.fixture
@@ -264,10 +269,14 @@ def verdicts(request: pytest.FixtureRequest, contract: Contract) -> VerdictRecor
 def evidence_dir(request: pytest.FixtureRequest) -> Path:
     """A folder for this test's evidence files inside the results folder."""
     state: _RunState = request.config.stash[_STATE]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.nodeid)
-    path = _out_dir(state) / "evidence" / safe
+    path = _evidence_folder(state, request.node.nodeid)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _evidence_folder(state: _RunState, nodeid: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)
+    return _out_dir(state) / "evidence" / safe
 
 
 # -- hooks ------------------------------------------------------------------------------------
@@ -280,6 +289,21 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     except UnjudgedQuantity as exc:
         pytest.skip(str(exc))
+    finally:
+        _report_to_allure(item)
+
+
+def _report_to_allure(item: pytest.Item) -> None:
+    """Inside the test's own Allure result: a link per judged clause and every evidence file."""
+    recorder = getattr(item, "funcargs", {}).get("verdicts")
+    if not isinstance(recorder, VerdictRecorder):
+        return
+    allure_wiring.link_clauses(recorder.contract, recorder.measurements)
+    evidence = {Path(e) for m in recorder.measurements for e in m.evidence}
+    folder = _evidence_folder(item.config.stash[_STATE], item.nodeid)
+    if folder.is_dir():
+        evidence |= {p for p in folder.rglob("*") if p.is_file()}
+    allure_wiring.attach_evidence(evidence)
 
 
 @pytest.hookimpl(trylast=True)
@@ -318,6 +342,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "witness": session.config.getoption("harness_witness"),
         },
     )
+    alluredir = session.config.getoption("allure_report_dir", None)
+    if alluredir:
+        allure_wiring.write_environment(Path(alluredir), environment(state.out, run))
     finish_results(state.out, state.site, state.contract, run)
     if state.out.parent.name == "reports" or os.environ.get("HARNESS_LATEST"):
         point_latest(state.out)

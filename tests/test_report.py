@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -67,3 +68,34 @@ def test_killed_run_still_reports_what_it_measured(finished: Result, tmp_path: P
     html = (folder / "rebuilt" / "witness.html").read_text()
     assert "INCOMPLETE RUN" in html
     assert "C.4.2" in html and "0.416" in html  # the islanding result survived in the journal
+
+
+def test_allure_results_are_valid(finished: Result):
+    """Every result file parses and has what Allure's report generator needs."""
+    folder = finished.folder / "allure-results"
+    results = [json.loads(p.read_text()) for p in folder.glob("*-result.json")]
+    assert len(results) >= 4
+    statuses = {"passed", "failed", "broken", "skipped", "unknown"}
+    for r in results:
+        assert {"uuid", "historyId", "name", "status", "start", "stop", "labels"} <= r.keys(), r
+        assert r["status"] in statuses and isinstance(r["start"], int) and r["stop"] >= r["start"]
+        labels = {lab["name"]: lab["value"] for lab in r["labels"]}
+        assert "feature" in labels and "story" in labels and "campaign" in labels
+        assert r.get("links"), f"{r['name']} judged no clause"
+        for link in r["links"]:
+            assert link["url"].startswith("witness.html#clause-") and link["name"]
+        for att in r.get("attachments", []):
+            assert (folder / att["source"]).is_file(), att
+    for container in folder.glob("*-container.json"):
+        body = json.loads(container.read_text())
+        assert "uuid" in body and isinstance(body.get("children", []), list)
+    env = (folder / "environment.properties").read_text()
+    assert (
+        "site.sha256=" in env and "home-1.inverter=Virtual Power VP-5000-GF VINV-0001 1.4.2" in env
+    )
+    island = next(r for r in results if r["name"] == "test_unintentional_islanding")
+    assert {a["name"] for a in island["attachments"]} >= {
+        "island-capture.csv",
+        "island-capture.png",
+    }
+    assert island["steps"], "device actions are recorded as steps"

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.config.contract import Contract
 from harness.config.site import Site
+from harness.report import duts
 from harness.report.manifest import write_manifest
 from harness.report.results import RunRecord, build_verdicts, read_verdicts, write_verdicts
 from harness.report.witness import render
@@ -36,6 +37,23 @@ def input_files(site: Site, contract: Contract) -> list[Path]:
         if inst is not None and "map" in inst.options:
             files.append(site.resolve(Path(inst.options["map"])))
     return [f.resolve() for f in files]
+
+
+def environment(out: Path, run: RunRecord) -> dict[str, str]:
+    """What ran on which units, from which inputs: Allure's environment table."""
+    values = {
+        "harness.version": run.harness_version,
+        "site": run.site,
+        "site.sha256": run.site_sha256,
+        "contract": run.contract,
+        "contract.sha256": run.contract_sha256,
+        "campaign": run.campaign or "all",
+    }
+    for key, identity in duts.read(out).items():
+        values[key] = " ".join(
+            str(identity.get(k, "")) for k in ("manufacturer", "model", "serial", "firmware")
+        ).strip()
+    return values
 
 
 def contract_info(contract: Contract) -> dict[str, Any]:
