@@ -350,6 +350,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         point_latest(state.out)
 
 
+def simulated_now(config: pytest.Config) -> float | None:
+    """Site time of this process's simulated clock, for progress display; None on a live site."""
+    state = config.stash.get(_STATE, None)
+    if state is None or state.bench is None or not state.bench.clock.simulated:
+        return None
+    return float(state.bench.clock.now())
+
+
 def _simulated_seconds(state: _RunState) -> float:
     bench = state.bench
     if bench is None or not bench.clock.simulated:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from harness.config.errors import ConfigErrors
 from harness.config.quantities import catalogue
+from harness.config.scorecard import Scorecard
 from harness.config.settings import Settings
 from harness.config.units import UnitError, to_unit
 from harness.config.validation import validate
@@ -126,6 +127,7 @@ class ContractFile(BaseModel):
     profile: ProfileInfo | None = None
     extends: str | None = None
     settings: Settings | None = None
+    scorecard: Scorecard | None = None
     clauses: list[Clause] = Field(default_factory=list)
 
     @field_validator("clauses")
@@ -147,6 +149,7 @@ class Contract(BaseModel):
     info: ContractInfo
     clauses: tuple[Clause, ...]
     settings: Settings | None
+    scorecard: Scorecard | None = None
     files: tuple[Path, ...]
     sha256: str
 
@@ -179,7 +182,9 @@ def load_contract(path: Path) -> Contract:
     info = top.contract or ContractInfo(id=top.profile.id, title=top.profile.title)  # type: ignore[union-attr]
     clauses: dict[str, Clause] = {}
     settings: Settings | None = None
+    scorecard: Scorecard | None = None
     for _, loaded in reversed(chain):  # profile first, contract overrides
+        scorecard = loaded.scorecard or scorecard
         for clause in loaded.clauses:
             clauses[clause.id] = clause
         if loaded.settings is not None:
@@ -191,6 +196,7 @@ def load_contract(path: Path) -> Contract:
         info=info,
         clauses=tuple(clauses.values()),
         settings=settings,
+        scorecard=scorecard,
         files=tuple(p for p, _ in chain),
         sha256=digest.hexdigest(),
     )
