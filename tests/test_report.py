@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.report.manifest import verify_manifest
-from tests.harness_runner import CONTRACT, SITE, Result, harness, run
+from tests.harness_runner import CONTRACT, ROOT, SITE, Result, harness, run
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,35 @@ def test_allure_results_are_valid(finished: Result):
         "island-capture.png",
     }
     assert island["steps"], "device actions are recorded as steps"
+
+
+def test_run_killed_half_way_reports_what_it_measured(tmp_path: Path):
+    """SIGKILL a real run as soon as its first measurement is journalled; report the rest."""
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            journals = list((out / "journal").glob("*.jsonl")) if (out / "journal").is_dir() else []
+            if any(j.stat().st_size for j in journals):
+                break
+            time.sleep(0.005)
+        proc.kill()
+    finally:
+        proc.wait(timeout=30)
+    if (out / "verdicts.json").exists():
+        pytest.skip("the run finished before it could be killed")
+    report = harness("report", out)
+    text = report.stdout + report.stderr
+    assert report.returncode == 1, text
+    assert "run incomplete" in text
+    rebuilt = json.loads((out / "rebuilt" / "verdicts.json").read_text())
+    assert rebuilt["run"]["complete"] is False
+    measured = [v for v in rebuilt["verdicts"] if v["value"] is not None]
+    assert measured, "the journalled measurement was lost"
+    assert "INCOMPLETE RUN" in (out / "rebuilt" / "witness.html").read_text()
