@@ -27,6 +27,9 @@ from harness.report.allure_wiring import Stepped
 from harness.report.bundle import environment, finish_results, write_run_start
 from harness.report.results import RunRecord, journal_dir
 from harness.runinfo import default_out, point_latest
+from harness.safety.audit import WriteAudit
+from harness.safety.safe_state import drive_safe
+from harness.safety.supervisor import SafetyTrip, Supervisor
 from harness.verdicts.journal import Journal
 from harness.verdicts.recorder import UnjudgedQuantity, VerdictRecorder
 
@@ -50,6 +53,8 @@ class _RunState:
         self.started = dt.datetime.now(dt.UTC)
         self.wall_start = time.perf_counter()
         self.bench: Any = None
+        self.audit: WriteAudit | None = None
+        self.supervisor: Any = None
 
     @property
     def site(self) -> Site:
@@ -83,6 +88,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--operator", dest="harness_operator", help="operator's name (witness report)")
     group.addoption("--witness", dest="harness_witness", help="witness's name (witness report)")
+    group.addoption(
+        "--dry-run",
+        dest="harness_dry_run",
+        action="store_true",
+        help="send no write at all to any device; log each one that would have been sent",
+    )
     group.addoption(
         "--allow-switching",
         dest="harness_allow_switching",
@@ -199,14 +210,40 @@ def site(pytestconfig: pytest.Config, site_config: Site, contract: Contract) -> 
         (out / SETUP_ERROR).write_text(message + "\n", encoding="utf-8")
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     state.bench = bench
+    worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
+    audit_name = "audit.jsonl" if worker == "main" else f"audit-{worker}.jsonl"
+    state.audit = WriteAudit(
+        _out_dir(state) / audit_name, pytestconfig.getoption("harness_dry_run"), bench.clock.now
+    )
+    state.supervisor = _start_supervisor(bench, site_config, state.audit)
     try:
         yield bench
     finally:
+        state.supervisor.stop()
+        for problem in drive_safe(bench, state.audit):
+            print(f"SAFE STATE: {problem}")
+        state.audit.close()
         # Identities last: by then every unit has spoken (a BMS names itself only on its bus).
         if state.out is not None:
             worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
             duts.write(state.out, duts.collect(bench), worker)
         bench.close()
+
+
+def _start_supervisor(bench: Any, site: Site, audit: WriteAudit) -> Supervisor:
+    """Watch the site: after every simulated advance, or by polling on a live site."""
+
+    def on_trip(reason: str) -> None:
+        audit.block(reason)
+        if not bench.clock.simulated:  # a live site is made safe at once, from the poller
+            drive_safe(bench, audit)
+
+    supervisor = Supervisor(bench, site.spec.safety, on_trip)
+    if bench.clock.simulated:
+        bench.clock.add_advancer(supervisor.after_advance)
+    else:
+        supervisor.start_polling(site.spec.safety.poll_period)
+    return supervisor
 
 
 @pytest.fixture(scope="session")
@@ -289,6 +326,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     except UnjudgedQuantity as exc:
         pytest.skip(str(exc))
+    except SafetyTrip as exc:
+        # Abort the run: safe state now, and no further scenario touches the site.
+        state: _RunState = item.config.stash[_STATE]
+        if state.bench is not None:
+            drive_safe(state.bench, state.audit)
+        item.session.shouldstop = str(exc)
+        raise
     finally:
         _report_to_allure(item)
 

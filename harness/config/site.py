@@ -142,6 +142,14 @@ class SiteInfo(_Strict):
     settings: Path | None = None
 
 
+class SafetyConfig(_Strict):
+    """Limits the safety supervisor enforces throughout a run (DESIGN section 9)."""
+
+    max_cell_temperature: Celsius | None = None
+    trip_on_alarms: list[str] | None = None  # None: any alarm the BMS map defines
+    poll_period: Seconds = 0.5
+
+
 class Defect(_Strict):
     """A wrong behaviour injected into a virtual device (DESIGN section 6)."""
 
@@ -157,6 +165,7 @@ class SiteFile(_Strict):
     nodes: list[NodeConfig] = Field(min_length=1)
     instruments: Instruments
     island_load: IslandLoadConfig = IslandLoadConfig()
+    safety: SafetyConfig = SafetyConfig()
     defects: list[Defect] = Field(default_factory=list)
 
     @field_validator("nodes")

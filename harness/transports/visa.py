@@ -29,6 +29,8 @@ import pyvisa.errors
 from pyvisa.constants import StatusCode
 from pyvisa.resources import MessageBasedResource
 
+from harness.transports import guard
+
 VISA_LIBRARY = "@py"
 """The pyvisa-py backend: no vendor VISA installation needed on a laptop or in CI."""
 
@@ -198,7 +200,12 @@ class ScpiConnection:
     # -- SCPI --------------------------------------------------------------------------------------
 
     def write(self, cmd: str) -> None:
-        """Send a command; SCPI set commands have no reply (see :meth:`errors` to check them)."""
+        """Send a command; SCPI set commands have no reply (see :meth:`errors` to check them).
+
+        Every command passes the write gate first (audit, dry run): see harness.transports.guard.
+        """
+        if not guard.permit(guard.WriteRequest("scpi", self.resource, cmd)):
+            return
         with self._lock:
             inst = self._open(cmd)
             try:
