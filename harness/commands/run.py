@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--campaign", help="factory, field or ci: run that campaign's scenarios only")
     run.add_argument("--operator", help="operator's name, printed on the witness report")
     run.add_argument("--witness", help="witness's name, printed on the witness report")
+    run.add_argument(
+        "--dry-run", action="store_true", help="send no write to any device; log what would be sent"
+    )
+    run.add_argument(
+        "--allow-switching",
+        action="store_true",
+        help="let 'switching' scenarios open breakers and island a live site",
+    )
     run.add_argument("-n", "--workers", type=int, default=0, help="parallel pytest-xdist workers")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.set_defaults(handler=cmd_run)
@@ -67,6 +75,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for flag in ("operator", "witness"):
         if getattr(args, flag):
             pytest_args += [f"--{flag}", getattr(args, flag)]
+    pytest_args += [
+        f"--{f.replace('_', '-')}" for f in ("dry_run", "allow_switching") if getattr(args, f)
+    ]
     if args.campaign:
         pytest_args += ["--campaign", args.campaign]
     if args.workers:
