@@ -188,7 +188,9 @@ def bench() -> Iterator[Bench]:
 
 
 def test_grid_identity(bench: Bench) -> None:
-    assert bench.grid.identity() == Identity("Virtual Instruments", "VGS-1", "SN-VGS-1", "1.0")
+    assert bench.grid.identity() == Identity(
+        "Virtual Instruments", "VGS-1", "SN-VGS-1", "1.0", extra={"dialect": "scpi"}
+    )
 
 
 def test_grid_settings_reach_the_plant(bench: Bench) -> None:
@@ -212,7 +214,7 @@ def test_grid_output_off_measures_zero(bench: Bench) -> None:
 
 
 def test_grid_refused_setting_raises_device_error(bench: Bench) -> None:
-    with pytest.raises(DeviceError, match=r"grid: .*SOUR:VOLT -1\.0.*-222.*must be >= 0"):
+    with pytest.raises(DeviceError, match=r"grid: .SOUR:VOLT -1\.0. rejected: -222.*must be >= 0"):
         bench.grid.set_voltage(-1.0)
     assert bench.plant.grid.voltage_v == 240.0
 

@@ -286,3 +286,33 @@ def test_stop_right_after_a_connection_leaks_no_socket(
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert caplog.records == []
+
+
+class Items(ScpiHandler):
+    """Numeric-suffix headers (``ITEM<n>``), as a Yokogawa-style analyzer has them."""
+
+    def __init__(self) -> None:
+        super().__init__(IDENTITY, threading.RLock())
+        self.items: dict[int, str] = {}
+
+    def commands(self) -> Mapping[str, Command]:
+        return {
+            ":NUMeric[:NORMal]:ITEM<n>": self._set,
+            ":NUMeric[:NORMal]:ITEM<n>?": lambda _a: self.items.get(self.suffixes[0], ""),
+        }
+
+    def _set(self, args: str) -> None:
+        (n,) = self.suffixes
+        self.items[n] = args
+
+
+def test_numeric_suffix_headers() -> None:
+    assert "NUM:ITEM#" in expand_header(":NUMeric[:NORMal]:ITEM<n>")
+    handler = Items()
+    handler.execute(":NUM:ITEM3 URMS,1")
+    handler.execute("numeric:normal:item12 P,2")
+    handler.execute("NUM:ITEM IRMS,1")  # an omitted suffix is 1
+    assert handler.items == {3: "URMS,1", 12: "P,2", 1: "IRMS,1"}
+    assert handler.execute(":NUMERIC:ITEM12?") == "P,2"
+    handler.execute(":NUM:ITEMS3 X")
+    assert handler.next_error() == '-113,"Undefined header;NUM:ITEMS3"'

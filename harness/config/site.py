@@ -56,8 +56,19 @@ class VisaEndpoint(_Strict):
     timeout: Seconds = 2.0
 
 
+class ManualEndpoint(_Strict):
+    """No automated link: an operator acts on the device when a step asks (``driver: operator``)."""
+
+    transport: Literal["manual"]
+
+
 Endpoint = Annotated[
-    VirtualEndpoint | ModbusTcpEndpoint | ModbusRtuEndpoint | CanEndpoint | VisaEndpoint,
+    VirtualEndpoint
+    | ModbusTcpEndpoint
+    | ModbusRtuEndpoint
+    | CanEndpoint
+    | VisaEndpoint
+    | ManualEndpoint,
     Field(discriminator="transport"),
 ]
 
@@ -120,6 +131,17 @@ class InstrumentConfig(_Strict):
     endpoint: Endpoint
     identity: IdentityConfig = IdentityConfig()
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _manual_means_operator(self) -> InstrumentConfig:
+        manual = self.endpoint.transport == "manual"
+        if manual != (self.driver == "operator"):
+            raise ValueError(
+                "driver 'operator' goes with endpoint {transport: manual} (a person acts on the "
+                f"device when asked); got driver {self.driver!r} with a {self.endpoint.transport} "
+                "endpoint"
+            )
+        return self
 
 
 class Instruments(_Strict):

@@ -19,6 +19,8 @@ class ModbusCoilBreaker(Breaker):
     def __init__(self, name: str, device: MappedDevice, point: str = DEFAULT_POINT) -> None:
         self.name = name
         self.device = device
+        if device.client.label is None:  # transactions are recorded under the device's name
+            device.client.label = name
         self.point = device.regmap.point(point)
         if self.point.table != "coil":
             raise ValueError(f"{name}: {point} is not a coil in map {device.regmap.name}")
@@ -33,6 +35,11 @@ class ModbusCoilBreaker(Breaker):
         point: str = DEFAULT_POINT,
     ) -> ModbusCoilBreaker:
         return cls(name, MappedDevice(client, load_yaml_map(map_path), unit), point)
+
+    def modbus_device(self) -> MappedDevice:
+        """The Modbus I/O module behind the role (client, unit, its YAML map), for
+        protocol-level checks (conformance) that must go below the role's methods."""
+        return self.device
 
     def identity(self) -> Identity:
         # An I/O module has no identity registers; say what it is and where it is reached.

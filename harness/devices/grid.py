@@ -1,5 +1,7 @@
-"""A programmable AC source reached over SCPI: the ``scpi`` driver of the GridSimulator role.
+"""A programmable AC source reached over SCPI: the GridSimulator role, in any command dialect.
 
+The site file's ``driver:`` names the dialect (``scpi``, the generic default, or a real family
+such as ``chroma-61800``); the command strings come from harness/transports/dialects/<family>.yaml.
 Every setting is confirmed through the instrument's error queue, so a value the source refused
 (out of its range, a typo in a header) stops the run where it happened instead of leaving the
 grid at an old setpoint while the scenario believes otherwise.
@@ -7,70 +9,46 @@ grid at an old setpoint while the scenario believes otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
-
-from harness.devices.roles import DeviceError, GridSimulator, Identity
-from harness.transports.visa import InstrumentError, ScpiConnection, parse_idn
-
-T = TypeVar("T")
+from harness.devices.roles import DeviceError, GridSimulator
+from harness.devices.scpi_driver import DialectDriver
 
 
-@dataclass
-class ScpiGridSimulator(GridSimulator):
-    """Grid simulator commands: ``SOUR:VOLT``, ``SOUR:FREQ``, ``OUTP``, ``MEAS:VOLT?``/``FREQ?``."""
+class ScpiGridSimulator(DialectDriver, GridSimulator):
+    """Set and read back voltage, frequency and output state; measure at the terminals."""
 
-    name: str
-    conn: ScpiConnection
-
-    @classmethod
-    def open(cls, name: str, resource: str, timeout_s: float = 2.0) -> ScpiGridSimulator:
-        try:
-            return cls(name, ScpiConnection(resource, timeout_s))
-        except InstrumentError as exc:
-            raise DeviceError(f"{name}: {exc}") from exc
-
-    def _io(self, action: Callable[[], T]) -> T:
-        try:
-            return action()
-        except InstrumentError as exc:
-            raise DeviceError(f"{self.name}: {exc}") from exc
-
-    def identity(self) -> Identity:
-        maker, model, serial, firmware = parse_idn(self._io(lambda: self.conn.query("*IDN?")))
-        return Identity(maker, model, serial, firmware)
+    role = "grid"
 
     def set_voltage(self, volts: float) -> None:
-        self._io(lambda: self.conn.command(f"SOUR:VOLT {float(volts)!r}"))
+        self.write("set_voltage", value=float(volts))
 
     def set_frequency(self, hertz: float) -> None:
-        self._io(lambda: self.conn.command(f"SOUR:FREQ {float(hertz)!r}"))
+        self.write("set_frequency", value=float(hertz))
 
     def set_output(self, on: bool) -> None:
-        self._io(lambda: self.conn.command(f"OUTP {'ON' if on else 'OFF'}"))
+        on_text, off_text = self.commands.setting("boolean", ["ON", "OFF"])
+        self.write("set_output", state=on_text if on else off_text)
 
     def voltage_setpoint(self) -> float:
         """Programmed voltage, V."""
-        return self._io(lambda: self.conn.query_float("SOUR:VOLT?"))
+        return self.ask_float("voltage_setpoint")
 
     def frequency_setpoint(self) -> float:
         """Programmed frequency, Hz."""
-        return self._io(lambda: self.conn.query_float("SOUR:FREQ?"))
+        return self.ask_float("frequency_setpoint")
 
     def output_on(self) -> bool:
-        reply = self._io(lambda: self.conn.query("OUTP?")).strip().upper()
-        if reply not in ("1", "0", "ON", "OFF"):
-            raise DeviceError(f"{self.name}: 'OUTP?' answered {reply!r}, not 1/0")
-        return reply in ("1", "ON")
+        reply = self.ask("output_on").upper()
+        if reply in self.commands.setting("true_replies", ["1", "ON"]):
+            return True
+        if reply in self.commands.setting("false_replies", ["0", "OFF"]):
+            return False
+        query = self.commands.op("output_on").render()
+        raise DeviceError(f"{self.name}: {query!r} answered {reply!r}, not on/off")
 
     def voltage(self) -> float:
         """Measured output voltage, V rms."""
-        return self._io(lambda: self.conn.query_float("MEAS:VOLT?"))
+        return self.ask_float("voltage")
 
     def frequency(self) -> float:
         """Measured output frequency, Hz."""
-        return self._io(lambda: self.conn.query_float("MEAS:FREQ?"))
-
-    def disconnect(self) -> None:
-        self.conn.close()
+        return self.ask_float("frequency")

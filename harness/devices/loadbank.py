@@ -1,21 +1,17 @@
-"""The LoadBank role and its ``scpi`` driver: the RLC load of the islanding tests.
+"""The LoadBank role and its SCPI driver (any dialect): the RLC load of the islanding tests.
 
 The role lives here until roles.py adopts it (it derives from :class:`roles.Device` like the
 others). A load bank is set by active power at nominal voltage and by quality factor, the two
-knobs IEEE 1547.1 names for the unintentional-islanding test load.
+knobs IEEE 1547.1 names for the unintentional-islanding test load. Only the generic ``scpi``
+dialect serves this role so far; a real family is a new data file in harness/transports/dialects/.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
 
-from harness.devices.roles import Device, DeviceError, Identity
-from harness.transports.visa import InstrumentError, ScpiConnection, parse_idn
-
-T = TypeVar("T")
+from harness.devices.roles import Device
+from harness.devices.scpi_driver import DialectDriver
 
 
 class LoadBank(Device):
@@ -42,41 +38,19 @@ class LoadBank(Device):
         self.set_power(power)
 
 
-@dataclass
-class ScpiLoadBank(LoadBank):
-    """Load bank commands: ``LOAD:POW <W>``/``?`` and ``LOAD:QF <q>``/``?``."""
+class ScpiLoadBank(DialectDriver, LoadBank):
+    """Load bank commands as the dialect names them (generic: ``LOAD:POW``, ``LOAD:QF``)."""
 
-    name: str
-    conn: ScpiConnection
-
-    @classmethod
-    def open(cls, name: str, resource: str, timeout_s: float = 2.0) -> ScpiLoadBank:
-        try:
-            return cls(name, ScpiConnection(resource, timeout_s))
-        except InstrumentError as exc:
-            raise DeviceError(f"{name}: {exc}") from exc
-
-    def _io(self, action: Callable[[], T]) -> T:
-        try:
-            return action()
-        except InstrumentError as exc:
-            raise DeviceError(f"{self.name}: {exc}") from exc
-
-    def identity(self) -> Identity:
-        maker, model, serial, firmware = parse_idn(self._io(lambda: self.conn.query("*IDN?")))
-        return Identity(maker, model, serial, firmware)
+    role = "load_bank"
 
     def set_power(self, watts: float) -> None:
-        self._io(lambda: self.conn.command(f"LOAD:POW {float(watts)!r}"))
+        self.write("set_power", value=float(watts))
 
     def set_quality_factor(self, q: float) -> None:
-        self._io(lambda: self.conn.command(f"LOAD:QF {float(q)!r}"))
+        self.write("set_quality_factor", value=float(q))
 
     def power(self) -> float:
-        return self._io(lambda: self.conn.query_float("LOAD:POW?"))
+        return self.ask_float("power")
 
     def quality_factor(self) -> float:
-        return self._io(lambda: self.conn.query_float("LOAD:QF?"))
-
-    def disconnect(self) -> None:
-        self.conn.close()
+        return self.ask_float("quality_factor")

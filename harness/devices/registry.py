@@ -100,11 +100,20 @@ def _scpi(cls_path: str, clocked: bool = False) -> Builder:
             )
         module, _, name = cls_path.rpartition(".")
         cls = getattr(importlib.import_module(module), name)
-        extra = {"clock": clock} if clocked else {}
-        device: Device = cls.open(key, endpoint.resource, timeout_s=endpoint.timeout, **extra)
+        # The driver name is the command dialect (harness/transports/dialects/<driver>.yaml).
+        extra = {"clock": clock, "options": dict(cfg.options)} if clocked else {}
+        device: Device = cls.open(
+            key, endpoint.resource, timeout_s=endpoint.timeout, dialect=cfg.driver, **extra
+        )
         return device
 
     return build
+
+
+def _operator_breaker(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
+    from harness.devices.operator import OperatorBreaker
+
+    return OperatorBreaker.from_options(key, clock, cfg.options)
 
 
 class DeviceRegistry:
@@ -139,9 +148,17 @@ def default_registry() -> DeviceRegistry:
     registry.register("inverter", "sunspec", _sunspec_inverter)
     registry.register("bms", "dbc", _dbc_bms)
     registry.register("breaker", "modbus_coil", _coil_breaker)
-    registry.register("grid", "scpi", _scpi("harness.devices.grid.ScpiGridSimulator"))
-    registry.register(
-        "analyzer", "scpi", _scpi("harness.devices.analyzer.ScpiPowerAnalyzer", clocked=True)
-    )
-    registry.register("load_bank", "scpi", _scpi("harness.devices.loadbank.ScpiLoadBank"))
+    # Every instrument dialect (a data file per family: scpi, chroma-61800, yokogawa-wt1800 ...)
+    # registers the table-driven SCPI driver of each role it serves, under the family's name.
+    from harness.transports.dialects import available, load_dialect
+
+    scpi_drivers = {
+        "grid": _scpi("harness.devices.grid.ScpiGridSimulator"),
+        "analyzer": _scpi("harness.devices.analyzer.ScpiPowerAnalyzer", clocked=True),
+        "load_bank": _scpi("harness.devices.loadbank.ScpiLoadBank"),
+    }
+    for family in available():
+        for role in load_dialect(family).roles:
+            registry.register(role, family, scpi_drivers[role])
+    registry.register("breaker", "operator", _operator_breaker)
     return registry

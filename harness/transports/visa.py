@@ -115,16 +115,36 @@ def parse_floats(reply: str, context: str = "") -> list[float]:
     return values
 
 
+def _socket_of(resource: MessageBasedResource) -> socket.socket | None:
+    """The TCP socket under a pyvisa-py raw-socket session, or None for any other session."""
+    sessions: Any = getattr(resource.visalib, "sessions", None)
+    session: Any = sessions.get(resource.session) if isinstance(sessions, dict) else None
+    sock: Any = getattr(session, "interface", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _no_delay(resource: MessageBasedResource) -> None:
+    """Turn Nagle off on a raw-socket session.
+
+    A command and its SYST:ERR? check are two small writes: with Nagle on, the second waits for
+    the instrument's delayed ACK (40 ms on Linux) on every command. pyvisa-py 0.8 wires the
+    VI_ATTR_TCPIP_NODELAY setter of socket sessions to a method that raises, so the option is set
+    on the socket itself.
+    """
+    sock = _socket_of(resource)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _connect_error(resource: MessageBasedResource) -> int:
     """The socket's pending error (0 if connected); 0 when it cannot be inspected.
 
     pyvisa-py opens a TCP socket resource without waiting for the connect outcome, so a refused
     connection only shows at the first write; reading ``SO_ERROR`` reports it at open time instead.
     """
-    sessions: Any = getattr(resource.visalib, "sessions", None)
-    session: Any = sessions.get(resource.session) if isinstance(sessions, dict) else None
-    sock: Any = getattr(session, "interface", None)
-    if not isinstance(sock, socket.socket):
+    sock = _socket_of(resource)
+    if sock is None:
         return 0
     try:
         return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
@@ -177,6 +197,7 @@ class ScpiConnection:
         inst.read_termination = "\n"
         inst.write_termination = "\n"
         inst.timeout = ms
+        _no_delay(inst)
         inst.chunk_size = CHUNK_SIZE
         self._inst = inst
         return inst

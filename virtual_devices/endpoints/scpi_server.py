@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import math
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -136,6 +137,13 @@ def fmt(value: float) -> str:
 # -- command tables --------------------------------------------------------------------------------
 
 
+SUFFIX = "<n>"
+"""Marks a numeric-suffix node in a pattern (``ITEM<n>``: ITEM1, ITEM2 ...; ITEM alone is 1)."""
+
+_SUFFIX_KEY = "#"
+_TRAILING_DIGITS = re.compile(r"^(.*?[^0-9])([0-9]+)$")
+
+
 def _node_forms(node: str) -> tuple[str, ...]:
     """``VOLTage`` -> (``VOLT``, ``VOLTAGE``): the uppercase prefix is SCPI's short form."""
     short = "".join(itertools.takewhile(lambda c: not c.islower(), node))
@@ -143,25 +151,67 @@ def _node_forms(node: str) -> tuple[str, ...]:
     return tuple(sorted(forms))
 
 
+def _expand(pattern: str) -> list[tuple[str, tuple[int, ...]]]:
+    """Spellings of a pattern with, for each, the positions of its numeric-suffix nodes.
+
+    A suffix node ``ITEM<n>`` is spelled twice: ``ITEM#`` (a number was sent) and ``ITEM`` (it
+    was omitted, which SCPI reads as 1).
+    """
+    query = pattern.endswith("?")
+    body = pattern[:-1] if query else pattern
+    body = body.lstrip(":").replace("[:", ":[").replace(":]", "]:")
+    options: list[tuple[tuple[str, bool] | None, ...]] = []
+    for node in body.split(":"):
+        optional = node.startswith("[") and node.endswith("]")
+        name = node[1:-1] if optional else node
+        suffixed = name.endswith(SUFFIX)
+        if suffixed:
+            name = name[: -len(SUFFIX)]
+        forms: list[tuple[str, bool] | None] = []
+        for form in _node_forms(name):
+            forms.append((form, suffixed))
+            if suffixed:
+                forms.append((form + _SUFFIX_KEY, True))
+        options.append(((None,) if optional else ()) + tuple(forms))
+    spellings = []
+    for combo in itertools.product(*options):
+        nodes = [part for part in combo if part is not None]
+        text = ":".join(name for name, _ in nodes) + ("?" if query else "")
+        spellings.append((text, tuple(i for i, (_, suffixed) in enumerate(nodes) if suffixed)))
+    return spellings
+
+
 def expand_header(pattern: str) -> list[str]:
     """All accepted spellings of a header pattern, uppercase.
 
     ``SOURce:VOLTage?`` gives SOUR:VOLT?, SOURCE:VOLTAGE? and the mixed ones; ``[...]`` marks an
-    optional node (``SYSTem:ERRor[:NEXT]?``, ``[SOURce:]VOLTage``).
+    optional node (``SYSTem:ERRor[:NEXT]?``, ``[SOURce:]VOLTage``); ``<n>`` a numeric suffix
+    (``NUMeric:ITEM<n>`` gives NUM:ITEM# for NUM:ITEM1, NUM:ITEM2 ... and NUM:ITEM).
     """
-    query = pattern.endswith("?")
-    body = pattern[:-1] if query else pattern
-    body = body.replace("[:", ":[").replace(":]", "]:")
-    options: list[tuple[str | None, ...]] = []
+    return [text for text, _ in _expand(pattern)]
+
+
+def _normalize(header: str) -> tuple[str, list[int | None]]:
+    """``NUM:ITEM12?`` -> (``NUM:ITEM#?``, [None, 12]): the lookup key and each node's number."""
+    query = header.endswith("?")
+    body = header[:-1] if query else header
+    names: list[str] = []
+    numbers: list[int | None] = []
     for node in body.split(":"):
-        if node.startswith("[") and node.endswith("]"):
-            options.append((None, *_node_forms(node[1:-1])))
+        match = _TRAILING_DIGITS.match(node)
+        if match is None:
+            names.append(node)
+            numbers.append(None)
         else:
-            options.append(_node_forms(node))
-    spellings = []
-    for combo in itertools.product(*options):
-        spellings.append(":".join(part for part in combo if part) + ("?" if query else ""))
-    return spellings
+            names.append(match.group(1) + _SUFFIX_KEY)
+            numbers.append(int(match.group(2)))
+    return ":".join(names) + ("?" if query else ""), numbers
+
+
+@dataclass(frozen=True)
+class _Entry:
+    function: Command
+    suffix_nodes: tuple[int, ...] = ()
 
 
 class ScpiHandler:
@@ -173,8 +223,10 @@ class ScpiHandler:
     def __init__(self, identity: InstrumentIdentity, lock: threading.RLock) -> None:
         self.identity = identity
         self.lock = lock
+        self.suffixes: tuple[int, ...] = ()
+        """Numeric suffixes of the command being run (``ITEM3`` -> (3,)), for ``<n>`` patterns."""
         self._errors: deque[str] = deque()
-        self._table: dict[str, Command] | None = None
+        self._table: dict[str, _Entry] | None = None
 
     # What subclasses provide.
 
@@ -197,14 +249,29 @@ class ScpiHandler:
             "SYSTem:ERRor:COUNt?": lambda _args: str(len(self._errors)),
         }
 
-    def table(self) -> dict[str, Command]:
+    def table(self) -> dict[str, _Entry]:
         if self._table is None:
-            table: dict[str, Command] = {}
+            table: dict[str, _Entry] = {}
             for pattern, function in {**self._common(), **self.commands()}.items():
-                for spelling in expand_header(pattern):
-                    table[spelling] = function
+                for spelling, suffix_nodes in _expand(pattern):
+                    table[spelling] = _Entry(function, suffix_nodes)
             self._table = table
         return self._table
+
+    def _lookup(self, header: str) -> tuple[Command, tuple[int, ...]] | None:
+        """The function for a header as sent, and its numeric suffixes (omitted ones are 1)."""
+        table = self.table()
+        entry = table.get(header)
+        numbers: list[int | None] = []
+        if entry is None:
+            key, numbers = _normalize(header)
+            entry = table.get(key)
+            if entry is None:
+                return None
+        suffixes = tuple(
+            (numbers[i] if i < len(numbers) else None) or 1 for i in entry.suffix_nodes
+        )
+        return entry.function, suffixes
 
     # Error queue.
 
@@ -228,12 +295,14 @@ class ScpiHandler:
             return None
         header, _, args = text.partition(" ")
         header = header.strip().lstrip(":").upper()
-        function = self.table().get(header)
-        if function is None:
+        found = self._lookup(header)
+        if found is None:
             self.push_error(ScpiError(UNDEFINED_HEADER, header))
             return None
+        function, suffixes = found
         try:
             with self.lock:
+                self.suffixes = suffixes
                 reply = function(args.strip())
         except ScpiError as exc:
             self.push_error(exc)
