@@ -15,6 +15,7 @@ from typing import Any
 from harness.clock import Clock, RealClock, SimClock
 from harness.config.contract import Contract
 from harness.config.errors import ConfigErrors
+from harness.config.settings import Settings
 from harness.config.site import Site
 from harness.config.units import to_unit
 from harness.devices.registry import DeviceRegistry, default_registry
@@ -62,10 +63,59 @@ class Bench:
     def seconds(value: Any) -> float:
         return to_unit(value, "s")
 
+    @staticmethod
+    def hertz(value: Any) -> float:
+        return to_unit(value, "Hz")
+
+    @staticmethod
+    def per_unit(value: Any) -> float:
+        """A value given in pu (e.g. "0.02 pu") as a plain fraction of nominal."""
+        return to_unit(value, "pu")
+
+    @property
+    def settings(self) -> Settings:
+        """The trip and enter-service settings the contract prescribes (from its profile)."""
+        if self.contract.settings is None:
+            raise LookupError(
+                f"contract {self.contract.info.id} has no 'settings' (trips, enter_service): "
+                "extend a profile that has them"
+            )
+        return self.contract.settings
+
+    def set_grid(
+        self, *, voltage_pu: float | None = None, frequency_hz: float | None = None
+    ) -> None:
+        """Program the grid simulator: voltage in pu of the site's nominal, frequency in Hz."""
+        if voltage_pu is not None:
+            self.grid.set_voltage(voltage_pu * self.nominal_voltage)
+        if frequency_hz is not None:
+            self.grid.set_frequency(frequency_hz)
+
     def dispatch_all(self, fraction: float) -> None:
         """Command every inverter to ``fraction`` of its rated power (+ export)."""
         for node in self.nodes.values():
             node.inverter.set_power(fraction * node.inverter.rated_power())
+
+    def wait_for_output(self, fraction: float, timeout: float, tolerance: float = 0.01) -> bool:
+        """Wait until the analyzer shows every inverter at ``fraction`` of its rated power
+        (within ``tolerance`` of rated); returns whether it did within ``timeout`` s.
+
+        A unit that has just entered service is still on its enter-service ramp: a scenario
+        that needs a steady operating point waits here after :meth:`dispatch_all`. Polled every
+        5 s of site time: each poll is an instrument query, and a ramp takes minutes.
+        """
+        targets = {
+            f"{name}.inverter.power": node.inverter.rated_power()
+            for name, node in self.nodes.items()
+        }
+        return self.clock.wait_until(
+            lambda: all(
+                abs(self.analyzer.measure(channel) - fraction * rated) <= tolerance * rated
+                for channel, rated in targets.items()
+            ),
+            timeout=timeout,
+            poll=5.0,
+        )
 
     def restore(self) -> None:
         """Back to normal: grid nominal, PCC closed, island load off, units back in service.
@@ -87,7 +137,7 @@ class Bench:
         self.clock.wait_until(
             lambda: all(n.inverter.state() == "ON" for n in self.nodes.values()),
             timeout=timeout,
-            poll=1.0,
+            poll=5.0,
         )
 
     def close(self) -> None:

@@ -261,3 +261,10 @@ def test_bad_samples_are_refused() -> None:
         Trace({"v": ([0.0, 1.0, 1.0], [1.0, 2.0, 3.0])})
     with pytest.raises(MeasurementError, match="times for"):
         Trace({"v": ([0.0, 1.0], [1.0])})
+
+
+def test_clearing_time_is_a_lower_bound_when_the_unit_never_ceases():
+    trace = Trace({"i": (np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0, 10.0, 0.0, 0.0]))})
+    assert trace.clearing_time("i", below=1.0, since=1.0) == (pytest.approx(1.0), False)
+    still = Trace({"i": (np.array([0.0, 1.0, 2.0]), np.array([10.0, 10.0, 10.0]))})
+    assert still.clearing_time("i", below=1.0, since=0.5) == (pytest.approx(1.5), True)

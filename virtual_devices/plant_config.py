@@ -6,12 +6,15 @@ virtual devices' own behaviour from the site file; defects change the parameters
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.config.contract import load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.settings import Settings
 from harness.config.site import Site
 from virtual_devices.defects import AppliedDefect, defects_for
 from virtual_devices.plant.params import (
+    TRIP_FUNCTIONS,
     BatteryParams,
     EnterServiceParams,
     InverterParams,
@@ -34,6 +37,43 @@ def _settings(site: Site) -> Settings:
             "profile has no 'settings' with trips and enter_service",
         )
     return settings
+
+
+def _protection_defects(site: Site, defects: list[AppliedDefect], node: str) -> dict[str, Any]:
+    """The inverter's protection and enter-service defects as InverterParams keywords."""
+    out: dict[str, Any] = {}
+    trip_times: dict[str, float] = {}
+    for d in defects:
+        if d.node != node or d.role != "inverter":
+            continue
+        if d.kind == "trip_time":
+            function = str(d.extra["function"]).lower()
+            if function not in TRIP_FUNCTIONS:
+                raise ConfigErrors.single(
+                    site.path,
+                    f"trip_time: unknown function {d.extra['function']!r}; "
+                    f"expected one of: {', '.join(TRIP_FUNCTIONS)}",
+                    None,
+                    "defects",
+                )
+            trip_times[function] = d.value
+        elif d.kind == "enter_service_delay":
+            out["enter_service_delay_s"] = d.value
+        elif d.kind == "ramp_rate":
+            out["enter_service_ramp_s"] = d.value
+        elif d.kind == "ignore_enter_service_window":
+            if d.value not in (0.0, 1.0):
+                raise ConfigErrors.single(
+                    site.path,
+                    f"ignore_enter_service_window: value is 1 (ignores the window) or 0, "
+                    f"not {d.value:g}",
+                    None,
+                    "defects",
+                )
+            out["ignore_enter_service_window"] = d.value == 1.0
+    if trip_times:
+        out["trip_times_s"] = trip_times
+    return out
 
 
 def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
@@ -69,6 +109,7 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
                     anti_islanding_detection_s=inv.virtual.anti_islanding_detection,
                     efficiency=inv.virtual.efficiency,
                     anti_islanding_delay_s=island.value if island else None,
+                    **_protection_defects(site, defects, node.name),
                 ),
                 battery=BatteryParams(
                     cells_in_series=battery.cells_in_series,

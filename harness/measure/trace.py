@@ -256,6 +256,24 @@ class Trace:
             raise MeasurementError(self._never_message(names, series, lows, highs, origin, stays))
         return max(float(union[found]), origin) - origin
 
+    def clearing_time(
+        self,
+        channels: str | Sequence[str],
+        *,
+        below: float | Sequence[float],
+        since: float,
+    ) -> tuple[float, bool]:
+        """Seconds from ``since`` until every channel stays below its threshold, and whether the
+        unit was still energizing when the capture ended.
+
+        A unit that never ceases within the capture has cleared in *at least* the capture's
+        remaining length: that lower bound is what a clause on a maximum clearing time judges.
+        """
+        try:
+            return self.time_until(channels, below=below, since=since), False
+        except MeasurementError:
+            return self.end - since, True
+
     def _never_message(
         self,
         names: list[str],

@@ -10,6 +10,12 @@ Protection semantics (IEEE 1547 style): for each configured function a timer run
 is beyond the threshold (over-functions: value >= threshold; under-functions: value <= threshold)
 and trips when it reaches the clearing time; it resets as soon as the bus is back inside. Timers
 only run while the unit energizes.
+
+Enter service: while not energizing, a delay runs as long as the grid is connected and inside
+the enter-service window, restarts whenever it leaves it, and on expiry the unit energizes and
+scales its output from 0 to the setpoint over the ramp period. The clearing times, delay and ramp
+applied are the parameters' *actual* values (see :class:`InverterParams`: defects make them
+differ from the settings the unit reports).
 """
 
 from __future__ import annotations
@@ -55,12 +61,14 @@ class GridFollowingInverter:
         self._rated = params.rated_power_w
         self._vn = params.nominal_voltage_v
         self._island_clearing = params.island_clearing_s
-        es = params.enter_service
-        self._es = es
+        self._es = params.enter_service
+        self._delay = params.es_delay_s
+        self._ramp = params.es_ramp_s
+        self._ignore_window = params.ignore_enter_service_window
         # Trip functions as flat rows for a tight loop: [name, over?, on frequency?, threshold,
         # clearing time]; their timers' start instants live in ``_trip_since``.
         self._trips: list[tuple[str, bool, bool, float, float]] = [
-            (fn, fn[0] == "o", fn[1] == "f", s.threshold, s.clearing_time_s)
+            (fn, fn[0] == "o", fn[1] == "f", s.threshold, params.trip_clearing_s(fn))
             for fn in TRIP_FUNCTIONS
             if (s := params.trips.get(fn)) is not None
         ]
@@ -137,7 +145,7 @@ class GridFollowingInverter:
         """Instant the running enter-service delay ends, or None when no delay is running."""
         if self._es_since is None:
             return None
-        return self._es_since + self._es.delay_s
+        return self._es_since + self._delay
 
     # -- plant interface ---------------------------------------------------------------------
 
@@ -160,7 +168,7 @@ class GridFollowingInverter:
             if t < self._ramp_end < nxt:
                 nxt = self._ramp_end
         elif self._es_since is not None:
-            due = self._es_since + self._es.delay_s
+            due = self._es_since + self._delay
             if t < due < nxt:
                 nxt = due
         return nxt
@@ -195,10 +203,10 @@ class GridFollowingInverter:
                         self._cease("island")
                         self._emit(f"{self.name}.cease:island")
         if self._state != ON:
-            if grid_connected and self.in_service_window(bus_v, bus_hz):
+            if grid_connected and (self._ignore_window or self.in_service_window(bus_v, bus_hz)):
                 if self._es_since is None:
                     self._es_since = t
-                if t >= self._es_since + self._es.delay_s:
+                if t >= self._es_since + self._delay:
                     self._enter_service(t)
                     self._emit(f"{self.name}.enter_service")
             else:
@@ -229,7 +237,7 @@ class GridFollowingInverter:
         elif target < lo:
             target = lo
         if t < self._ramp_end:
-            target *= (t - self._es_at) / self._es.ramp_s
+            target *= (t - self._es_at) / self._ramp
         p = self._power_w
         move = self._rate * dt
         if target > p + move:
@@ -259,4 +267,4 @@ class GridFollowingInverter:
         self._island_since = None
         self._power_w = 0.0
         self._es_at = t
-        self._ramp_end = t + self._es.ramp_s
+        self._ramp_end = t + self._ramp

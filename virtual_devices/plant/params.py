@@ -67,9 +67,14 @@ class EnterServiceParams:
 class InverterParams:
     """A grid-following battery inverter.
 
-    ``anti_islanding_delay_s`` is a defect hook: when set, the unit keeps energizing an island for
-    that long instead of its detection time. ``setpoint_ramp_w_per_s`` defaults to rated power
-    per second.
+    ``trips`` and ``enter_service`` are the unit's *settings* (what it reports and should do).
+    Defect hooks make its behaviour deviate from them while the settings stay as configured, as a
+    unit with a firmware fault would: ``anti_islanding_delay_s`` keeps energizing an island for
+    that long instead of its detection time; ``trip_times_s`` maps trip functions to the clearing
+    time the unit actually applies; ``enter_service_delay_s`` and ``enter_service_ramp_s`` are the
+    delay and ramp period it actually applies; ``ignore_enter_service_window`` makes it run its
+    enter-service delay on any live grid, inside the window or not. ``setpoint_ramp_w_per_s``
+    defaults to rated power per second.
     """
 
     rated_power_w: float
@@ -81,6 +86,10 @@ class InverterParams:
     efficiency: float = 0.96
     setpoint_ramp_w_per_s: float | None = None
     anti_islanding_delay_s: float | None = None
+    trip_times_s: dict[str, float] = field(default_factory=dict)
+    enter_service_delay_s: float | None = None
+    enter_service_ramp_s: float | None = None
+    ignore_enter_service_window: bool = False
 
     def __post_init__(self) -> None:
         _require(
@@ -96,6 +105,14 @@ class InverterParams:
         _require(self.anti_islanding_detection_s >= 0, "anti-islanding detection time must be >= 0")
         if self.anti_islanding_delay_s is not None:
             _require(self.anti_islanding_delay_s >= 0, "anti_islanding_delay_s must be >= 0")
+        wrong = sorted(set(self.trip_times_s) - set(TRIP_FUNCTIONS))
+        _require(not wrong, f"trip_times_s: unknown trip functions {wrong}")
+        for fn, seconds in self.trip_times_s.items():
+            _require(_finite(seconds) and seconds >= 0, f"trip_times_s[{fn!r}] must be >= 0 s")
+        for name in ("enter_service_delay_s", "enter_service_ramp_s"):
+            value = getattr(self, name)
+            if value is not None:
+                _require(_finite(value) and value >= 0, f"{name} must be >= 0 s: {value}")
         if self.setpoint_ramp_w_per_s is None:
             self.setpoint_ramp_w_per_s = self.rated_power_w
         _require(self.setpoint_ramp_w_per_s > 0, "setpoint ramp must be > 0 W/s")
@@ -105,6 +122,23 @@ class InverterParams:
         """The setpoint ramp as a plain float (rated power per second when not given)."""
         rate = self.setpoint_ramp_w_per_s
         return self.rated_power_w if rate is None else rate
+
+    def trip_clearing_s(self, function: str) -> float:
+        """The clearing time the unit applies for ``function``: its setting, or the defect's."""
+        actual = self.trip_times_s.get(function)
+        return self.trips[function].clearing_time_s if actual is None else actual
+
+    @property
+    def es_delay_s(self) -> float:
+        """The enter-service delay the unit applies: its setting, or the defect's."""
+        actual = self.enter_service_delay_s
+        return self.enter_service.delay_s if actual is None else actual
+
+    @property
+    def es_ramp_s(self) -> float:
+        """The enter-service ramp period the unit applies: its setting, or the defect's."""
+        actual = self.enter_service_ramp_s
+        return self.enter_service.ramp_s if actual is None else actual
 
     @property
     def island_clearing_s(self) -> float:
