@@ -7,6 +7,7 @@ The plant is a plain stand-in (the attributes the endpoints read); the Modbus st
 
 from __future__ import annotations
 
+import csv
 import socket
 import struct
 import threading
@@ -21,8 +22,16 @@ from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 from harness.devices.breaker import ModbusCoilBreaker
 from harness.devices.inverter import SunSpecInverter
 from harness.devices.roles import DeviceError
+from harness.transports import guard
 from harness.transports.aioloop import LoopThread
-from harness.transports.modbus import MappedDevice, ModbusClient, ModbusError, WriteRefused
+from harness.transports.modbus import (
+    MappedDevice,
+    ModbusClient,
+    ModbusError,
+    Transaction,
+    TransactionCsv,
+    WriteRefused,
+)
 from harness.transports.regmap import Value, decode
 from harness.transports.sunspec import discover
 from harness.transports.yamlmap import load_yaml_map
@@ -350,12 +359,102 @@ def test_read_and_write_size_limits(rig: Rig) -> None:
         rig.client.read_holding(40000, 126)
     with pytest.raises(ValueError, match=r"1\.\.123 registers, not 124"):
         rig.client.write_registers(40000, [0] * 124)
-    # A foreign client sending 126 anyway gets an exception response, not 126 registers
-    # (pymodbus 3.16 answers function 0x80, ILLEGAL_FUNCTION, for a frame it refuses to decode).
+    # A foreign client sending 126 anyway gets the exception the Modbus spec orders
+    # (function 0x83, ILLEGAL DATA VALUE), not 126 registers and not a malformed reply.
     with socket.create_connection(("127.0.0.1", rig.endpoint.port), timeout=2) as s:
         s.sendall(struct.pack(">HHHBBHH", 7, 0, 6, 1, 3, 40000, 126))
         reply = s.recv(300)
-    assert len(reply) == 9 and reply[7] & 0x80 and reply[8] in (1, 3)
+    assert reply == struct.pack(">HHHBBB", 7, 0, 3, 1, 0x83, ILLEGAL_VALUE)
+    # The harness's own client sends oversized requests only when a probe asks for it.
+    for send in (
+        lambda: rig.client.read_holding(40000, 126, enforce_limits=False),
+        lambda: rig.client.write_registers(40000, [0] * 124, enforce_limits=False),
+    ):
+        with pytest.raises(ModbusError) as info:
+            send()
+        assert info.value.code == ILLEGAL_VALUE
+
+
+def test_transactions_go_to_listeners_and_csv(rig: Rig, tmp_path: Path) -> None:
+    seen: list[Transaction] = []
+    rig.client.label = "home-9.inverter"
+    rig.client.add_listener(seen.append)
+
+    def broken(tx: Transaction) -> None:
+        raise RuntimeError("a recorder bug")
+
+    rig.client.add_listener(broken)  # must not break the requests it records
+    now = iter(float(t) for t in range(100, 200))
+    path = tmp_path / "modbus.csv"
+    with TransactionCsv(path, lambda: next(now)) as recorder:
+        assert rig.client.read_holding(40000, 2) == [0x5375, 0x6E53]
+        with pytest.raises(ModbusError):
+            rig.client.write_registers(rig.endpoint.regmap.point("DERMeasureAC.W").address, [5])
+        rig.client.write_registers(rig.endpoint.regmap.point("DERCtlAC.WSetPct").address, [250])
+    rig.client.read_holding(40000, 2)  # after the recorder closed: not in the file
+    with TransactionCsv(path, lambda: 300.0):  # appends, one header
+        rig.client.read_holding(40002, 1)
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert recorder.rows == 3 and len(rows) == 4
+    assert rows[0] == {
+        "time": "100.000000",
+        "device": "home-9.inverter",
+        "endpoint": rig.client.endpoint,
+        "unit": "1",
+        "function": "3",
+        "request": "read holding registers",
+        "address": "40000",
+        "count": "2",
+        "values": "21365 28243",
+        "exception": "",
+    }
+    assert rows[1]["function"] == "16" and rows[1]["values"] == "5"
+    assert rows[1]["exception"] == "2 illegal data address"
+    assert rows[2]["values"] == "250" and rows[2]["exception"] == ""
+    assert rows[3]["time"] == "300.000000" and rows[3]["address"] == "40002"
+    assert len(seen) == 5 and seen[1].exception == 2 and seen[0].ok
+    rig.client.remove_listener(broken)
+
+
+def test_writes_pass_the_write_gate(rig: Rig) -> None:
+    asked: list[guard.WriteRequest] = []
+    refusals: list[str] = []
+    seen: list[Transaction] = []
+    rig.client.add_listener(seen.append)
+    uninstall = guard.install(
+        lambda r: asked.append(r) or False, lambda r, why: refusals.append(why)
+    )
+    try:
+        dev = MappedDevice(rig.client, rig.endpoint.regmap, 1)
+        dev.write_many({"DERCtlAC.WSetEna": "ENABLED", "DERCtlAC.WSet": 1000})  # held back
+        with pytest.raises(WriteRefused):
+            dev.write("DERCtlAC.WSet", 9000)
+    finally:
+        uninstall()
+    assert rig.node.inverter.setpoint_w == 3200.0  # nothing reached the device
+    assert [r.transport for r in asked] == ["modbus", "modbus"]  # WSetEna, WSet: two requests
+    assert asked[0].target == f"{rig.client.endpoint}/1"
+    assert asked[0].what.startswith(
+        f"write_registers {rig.endpoint.regmap.point('DERCtlAC.WSetEna').address} [1"
+    )
+    assert len(refusals) == 1 and "9000" in refusals[0]
+    assert [t.function for t in seen] == [3]  # the scale-factor read went out; no write did
+
+
+def test_link_failures_are_recorded_as_errors(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    client = ModbusClient("127.0.0.1", port, timeout=0.2, retries=0)
+    seen: list[Transaction] = []
+    client.add_listener(seen.append)
+    try:
+        with pytest.raises(ModbusError):
+            client.read_holding(0, 1)
+    finally:
+        client.close()
+    (tx,) = seen
+    assert tx.exception is None and tx.error and "cannot connect" in tx.outcome()
 
 
 class Registers:
@@ -423,6 +522,9 @@ def test_coil_breaker_opens_closes_and_reads(loop: LoopThread) -> None:
         assert info.value.code == ILLEGAL_ADDRESS
         with pytest.raises(ModbusError) as info:
             client.read_holding(0, 1)
+        assert info.value.code == ILLEGAL_ADDRESS
+        with pytest.raises(ModbusError) as info:  # coil 1 shares coil 0's word, but is unmapped
+            client.read_coils(0, 2)
         assert info.value.code == ILLEGAL_ADDRESS
         assert driver.identity().extra["point"] == "PCC.Closed"
         io.stop()

@@ -28,6 +28,7 @@ ROLE_STATE = {
 }
 VOLTAGE_POINTS = ("DERMeasureAC.LNV", "DERMeasureAC.VL1", "DERMeasureAC.LLV")
 WSET = "DERCtlAC.WSet"
+CONTROL_POINTS = ("DERCtlAC.WSetEna", "DERCtlAC.WSetMod", WSET)
 
 
 class SunSpecInverter(Inverter):
@@ -36,6 +37,8 @@ class SunSpecInverter(Inverter):
     def __init__(self, name: str, device: MappedDevice) -> None:
         self.name = name
         self.device = device
+        if device.client.label is None:  # transactions are recorded under the device's name
+            device.client.label = name
 
     @classmethod
     def connect(cls, name: str, client: ModbusClient, unit: int = 1) -> SunSpecInverter:
@@ -47,6 +50,15 @@ class SunSpecInverter(Inverter):
                 f"{name}: SunSpec discovery at {client.endpoint} failed: {exc}"
             ) from exc
         return cls(name, MappedDevice(client, found.regmap, unit))
+
+    def modbus_device(self) -> MappedDevice:
+        """The Modbus device behind the role (client, unit, discovered map), for protocol-level
+        checks (conformance, fuzzing) that must go below the role's methods."""
+        return self.device
+
+    def control_points(self) -> tuple[str, ...]:
+        """The points this driver writes (:meth:`set_power`); they must accept writes."""
+        return tuple(p for p in CONTROL_POINTS if p in self.device.regmap)
 
     # -- reading ----------------------------------------------------------------------------
 

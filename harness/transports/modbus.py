@@ -11,21 +11,36 @@ present scale factors (read together with the value, never cached), splits what 
 request (125 registers read, 123 written), and holds every write to the write guard: a point the
 map does not declare writable, or a value outside its declared range, is refused with
 :class:`WriteRefused` before anything reaches the wire.
+
+Every write passes the write gate (:mod:`harness.transports.guard`: audit log, dry run, the
+safety supervisor's block) just before it would leave; a write the gate holds back is reported
+as done without reaching the wire, and is not a transaction. The write guard of
+:class:`MappedDevice` tells the gate about every write it refuses.
+
+Every request a client makes is a :class:`Transaction` handed to its listeners (and to the
+process-wide ones), so a run can keep the Modbus traffic it caused as evidence
+(:class:`TransactionCsv`). Conformance probes that must send what a correct client never sends
+(more than 125 registers in one read, 124 in one write) ask for it with ``enforce_limits=False``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
+import struct
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, ClassVar, TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
 
+from harness.transports import guard
 from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import (
     Point,
@@ -55,6 +70,17 @@ EXCEPTION_TEXT = {
     11: "gateway target device failed to respond",
 }
 
+FC_READ_COILS = 1
+FC_READ_HOLDING = 3
+FC_WRITE_COIL = 5
+FC_WRITE_REGISTERS = 16
+FUNCTION_NAMES = {
+    FC_READ_COILS: "read coils",
+    FC_READ_HOLDING: "read holding registers",
+    FC_WRITE_COIL: "write single coil",
+    FC_WRITE_REGISTERS: "write multiple registers",
+}
+
 T = TypeVar("T")
 
 
@@ -69,6 +95,48 @@ class ModbusError(Exception):
 
 class WriteRefused(ValueError):
     """The write guard refused a write before it reached the wire."""
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One Modbus request and what came of it, as a client's listeners see it.
+
+    ``values`` are the registers (or coils, as 0/1) written, or those read back; ``exception``
+    is the Modbus exception code the device answered; ``error`` says why there was no valid
+    answer at all (timeout, lost link). Both are None for a successful request.
+    """
+
+    device: str
+    endpoint: str
+    unit: int
+    function: int
+    address: int
+    count: int
+    values: tuple[int, ...] = ()
+    exception: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exception is None and self.error is None
+
+    def outcome(self) -> str:
+        """ "" for success, else the exception code and text, or the link error."""
+        if self.exception is not None:
+            return f"{self.exception} {EXCEPTION_TEXT.get(self.exception, 'unknown exception')}"
+        return self.error or ""
+
+
+Listener = Callable[[Transaction], None]
+
+
+class _AnyCountReadHolding(ReadHoldingRegistersRequest):
+    """Function 3 encoded without pymodbus's 1..125 check: a probe of how a device refuses an
+    oversized read. Never used for ordinary reads."""
+
+    def encode(self) -> bytes:
+        self.verifyAddress()
+        return struct.pack(">HH", self.address, self.count)
 
 
 @dataclass(frozen=True)
@@ -107,6 +175,8 @@ class ModbusClient:
         self._loop = loop
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._lock = threading.Lock()
+        self.label: str | None = None
+        self._listeners: list[Listener] = []
 
     @classmethod
     def rtu(
@@ -136,6 +206,38 @@ class ModbusClient:
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    _global_listeners: ClassVar[list[Listener]] = []
+    _global_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Hand every transaction of this client to ``listener`` (called in the caller's thread)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    @classmethod
+    def add_global_listener(cls, listener: Listener) -> None:
+        """Hand every transaction of every client of this process to ``listener``."""
+        with cls._global_lock:
+            cls._global_listeners.append(listener)
+
+    @classmethod
+    def remove_global_listener(cls, listener: Listener) -> None:
+        with cls._global_lock:
+            cls._global_listeners.remove(listener)
+
+    def _emit(self, transaction: Transaction) -> None:
+        with self._global_lock:
+            listeners = [*self._global_listeners, *self._listeners]
+        for listener in listeners:
+            try:
+                listener(transaction)
+            except Exception:  # a broken recorder must not break the request it records
+                log.exception("Modbus transaction listener %r failed", listener)
 
     def __enter__(self) -> ModbusClient:
         self.connect()
@@ -212,7 +314,42 @@ class ModbusClient:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _call(self, what: str, unit: int, request: Callable[[Any], Awaitable[Any]]) -> Any:
+    def _call(
+        self,
+        what: str,
+        unit: int,
+        request: Callable[[Any], Awaitable[Any]],
+        tx: Transaction,
+    ) -> Any:
+        """Run one request; ``tx`` describes it for the listeners (outcome filled in here)."""
+        try:
+            response = self._request(what, unit, request)
+        except ModbusError as exc:
+            if exc.code is None:
+                self._emit(replace(tx, error=exc.message))
+            else:
+                self._emit(replace(tx, exception=exc.code))
+            raise
+        read = getattr(response, "registers", None) if tx.function == FC_READ_HOLDING else None
+        if tx.function == FC_READ_COILS:
+            read = [int(b) for b in response.bits[: tx.count]]
+        self._emit(tx if read is None else replace(tx, values=tuple(int(v) for v in read)))
+        return response
+
+    def _tx(
+        self, function: int, address: int, count: int, unit: int, values: Sequence[int] = ()
+    ) -> Transaction:
+        return Transaction(
+            self.label or self.endpoint,
+            self.endpoint,
+            unit,
+            function,
+            address,
+            count,
+            tuple(values),
+        )
+
+    def _request(self, what: str, unit: int, request: Callable[[Any], Awaitable[Any]]) -> Any:
         self.connect()
         client, loop = self._client, self._loop
         assert client is not None and loop is not None
@@ -248,14 +385,39 @@ class ModbusClient:
         with self._lock:
             self._drop()
 
-    def read_holding(self, address: int, count: int, unit: int = 1) -> list[int]:
-        """Read ``count`` (1..125) holding registers from ``address``."""
-        if not 1 <= count <= MAX_READ_REGISTERS:
+    def gate_target(self, unit: int) -> str:
+        """How the write gate and the audit name this client's device ``unit``."""
+        return f"{self.endpoint}/{unit}"
+
+    def _permit(self, unit: int, what: str) -> bool:
+        return guard.permit(guard.WriteRequest("modbus", self.gate_target(unit), what))
+
+    def read_holding(
+        self, address: int, count: int, unit: int = 1, *, enforce_limits: bool = True
+    ) -> list[int]:
+        """Read ``count`` (1..125) holding registers from ``address``.
+
+        ``enforce_limits=False`` sends any count 1..65535 as it is: only for conformance probes
+        that must see how a device refuses an oversized request.
+        """
+        if not 1 <= count <= (MAX_READ_REGISTERS if enforce_limits else 0xFFFF):
             raise ValueError(f"one request reads 1..{MAX_READ_REGISTERS} registers, not {count}")
+        if count > MAX_READ_REGISTERS:
+
+            async def request(c: Any) -> Any:
+                pdu = _AnyCountReadHolding(address=address, count=count, dev_id=unit)
+                return await c.execute(False, pdu)
+
+        else:
+
+            async def request(c: Any) -> Any:
+                return await c.read_holding_registers(address, count=count, device_id=unit)
+
         response = self._call(
             f"read {count} registers at {address}",
             unit,
-            lambda c: c.read_holding_registers(address, count=count, device_id=unit),
+            request,
+            self._tx(FC_READ_HOLDING, address, count, unit),
         )
         regs = list(response.registers)
         if len(regs) != count:
@@ -266,19 +428,28 @@ class ModbusClient:
             )
         return regs
 
-    def write_registers(self, address: int, values: Sequence[int], unit: int = 1) -> None:
-        """Write 1..123 holding registers from ``address`` (function 16)."""
-        if not 1 <= len(values) <= MAX_WRITE_REGISTERS:
+    def write_registers(
+        self, address: int, values: Sequence[int], unit: int = 1, *, enforce_limits: bool = True
+    ) -> None:
+        """Write 1..123 holding registers from ``address`` (function 16).
+
+        Raw: no write guard. ``enforce_limits=False`` lets more than 123 registers go out, only
+        for conformance probes of how a device refuses an oversized write.
+        """
+        if not 1 <= len(values) <= (MAX_WRITE_REGISTERS if enforce_limits else 0x7FFF):
             raise ValueError(
                 f"one request writes 1..{MAX_WRITE_REGISTERS} registers, not {len(values)}"
             )
         regs = [int(v) for v in values]
         if any(not 0 <= v <= 0xFFFF for v in regs):
             raise ValueError(f"register values must be 0..65535: {regs}")
+        if not self._permit(unit, f"write_registers {address} {regs}"):
+            return
         self._call(
             f"write {len(regs)} registers at {address}",
             unit,
             lambda c: c.write_registers(address, regs, device_id=unit),
+            self._tx(FC_WRITE_REGISTERS, address, len(regs), unit, regs),
         )
 
     def read_coils(self, address: int, count: int, unit: int = 1) -> list[bool]:
@@ -289,16 +460,95 @@ class ModbusClient:
             f"read {count} coils at {address}",
             unit,
             lambda c: c.read_coils(address, count=count, device_id=unit),
+            self._tx(FC_READ_COILS, address, count, unit),
         )
         return [bool(b) for b in response.bits[:count]]
 
     def write_coil(self, address: int, value: bool, unit: int = 1) -> None:
         """Write one coil (function 5)."""
+        if not self._permit(unit, f"write_coil {address} {int(bool(value))}"):
+            return
         self._call(
             f"write coil {address} = {int(value)}",
             unit,
             lambda c: c.write_coil(address, bool(value), device_id=unit),
+            self._tx(FC_WRITE_COIL, address, 1, unit, [int(bool(value))]),
         )
+
+
+class TransactionCsv:
+    """Appends every Modbus transaction of this process to a CSV file, while entered.
+
+    Columns: time (seconds on the site clock given as ``now``), device, endpoint, unit,
+    function (code), request (its name), address, count, values (space-separated), exception
+    (code and text, or the link error; empty on success). A file that exists is appended to.
+    """
+
+    COLUMNS = (
+        "time",
+        "device",
+        "endpoint",
+        "unit",
+        "function",
+        "request",
+        "address",
+        "count",
+        "values",
+        "exception",
+    )
+
+    def __init__(self, path: str | Path, now: Callable[[], float]) -> None:
+        self.path = Path(path)
+        self.now = now
+        self.rows = 0
+        self._lock = threading.Lock()
+        self._fh: IO[str] | None = None
+        self._writer: Any = None
+
+    def open(self) -> TransactionCsv:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._fh = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        if new:
+            self._writer.writerow(self.COLUMNS)
+        ModbusClient.add_global_listener(self)
+        return self
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        ModbusClient.remove_global_listener(self)
+        with self._lock:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> TransactionCsv:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, tx: Transaction) -> None:
+        t = self.now()
+        with self._lock:
+            if self._fh is None:
+                return
+            self._writer.writerow(
+                (
+                    f"{t:.6f}",
+                    tx.device,
+                    tx.endpoint,
+                    tx.unit,
+                    tx.function,
+                    FUNCTION_NAMES.get(tx.function, ""),
+                    tx.address,
+                    tx.count,
+                    " ".join(str(v) for v in tx.values),
+                    tx.outcome(),
+                )
+            )
+            self.rows += 1
 
 
 class MappedDevice:
@@ -385,7 +635,22 @@ class MappedDevice:
     # -- writes ----------------------------------------------------------------------------
 
     def check_write(self, name: str, value: Value | bool) -> Point:
-        """The write guard: the point if ``value`` may be written to it, else WriteRefused."""
+        """The write guard: the point if ``value`` may be written to it, else WriteRefused
+        (which the write gate hears of, so the audit lists refused writes too)."""
+        try:
+            return self._check_write(name, value)
+        except WriteRefused as exc:
+            raise self._refused(name, value, str(exc)) from None
+
+    def _refused(self, name: str, value: Value | bool, message: str) -> WriteRefused:
+        """Tell the write gate about a refused write; the error to raise."""
+        request = guard.WriteRequest(
+            "modbus", self.client.gate_target(self.unit), f"write {name} = {value!r}"
+        )
+        guard.refused(request, message)
+        return WriteRefused(message)
+
+    def _check_write(self, name: str, value: Value | bool) -> Point:
         try:
             point = self.regmap.point(name)
         except KeyError as exc:
@@ -428,13 +693,15 @@ class MappedDevice:
         for name, point in points.items():
             sf = sfs.get(point.sf) if isinstance(point.sf, str) else None
             if isinstance(point.sf, str) and sf is None:
-                raise WriteRefused(
-                    f"refused to write {name}: its scale factor {point.sf} is not implemented"
+                raise self._refused(
+                    name,
+                    values[name],
+                    f"refused to write {name}: its scale factor {point.sf} is not implemented",
                 )
             try:
                 regs = encode(point, values[name], None if sf is None else int(float(sf)))
             except ValueError as exc:
-                raise WriteRefused(f"refused to write: {exc}") from None
+                raise self._refused(name, values[name], f"refused to write: {exc}") from None
             encoded.append((point, regs))
         for point, _regs in sorted(encoded, key=lambda e: (e[0].table, e[0].address)):
             log.info("%s: write %s = %r", self, point.name, values[point.name])

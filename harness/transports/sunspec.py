@@ -365,6 +365,23 @@ def discover(
     return Discovery(models, RegisterMap(f"sunspec@{base}", points, blocks))
 
 
+def definition_length(model_id: int, regs: Sequence[int]) -> int | None:
+    """The length L that pysunspec2's definition implies for a model as a device serves it.
+
+    ``regs`` are the model's registers from its ID (ID, L, body). A fixed model's L is its
+    definition's; a model with repeating groups takes its counts from ``regs`` (count points, or
+    as many whole instances as the body holds), so a body that is not a whole number of
+    instances comes out shorter than the L the device claims. None when pysunspec2 has no
+    definition of ``model_id`` (a vendor model).
+    """
+    try:
+        gdef = model_definition(model_id)["group"]
+    except SunSpecError:
+        return None
+    layout = _ModelLayout(model_id, gdef, gdef["name"], 0, {}, list(regs))
+    return layout.end - 2
+
+
 def choose_sf(max_abs: float, limit: int = 32767, finest: int = -3) -> int:
     """The finest sunssf (not below ``finest``) with which ``max_abs`` still fits ``limit`` raw."""
     exponent = finest

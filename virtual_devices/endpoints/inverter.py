@@ -8,19 +8,30 @@ not model is served as "not implemented", never invented. Scale factors are chos
 ratings so that every value fits its register with the finest resolution.
 
 Writes that reach the plant: 704 ``WSetEna`` / ``WSetMod`` / ``WSet`` / ``WSetPct`` (the active
-power setpoint, within +-rated power), 802 ``CtrlHb`` (stored and read back) and ``AlmRst`` (the
-plant latches no alarm, so a reset is accepted and has nothing to do). Writes to other writable
-points are answered ILLEGAL_ADDRESS: this virtual inverter does not implement those controls.
+power setpoint, within +-rated power; each reads back the setting last written, as SunSpec
+controls do), 802 ``CtrlHb`` (stored and read back) and ``AlmRst`` (the plant latches no alarm,
+so a reset is accepted and has nothing to do). Writes to other writable points are answered
+ILLEGAL_ADDRESS: this virtual inverter does not implement those controls (802 ``SetOp`` and
+``SetInvState`` are served as the present state, CONNECT and STARTED/STANDBY/STOPPED).
 
-``power_reading_gain`` is a defect hook: the reported active power (W, WL1) is the plant's power
-times the gain, as a miscalibrated power measurement would report it.
+Defect hooks (catalogue: ``virtual_devices/data/defects/modbus.yaml``; :func:`defect_options`
+turns a site's defects into the keyword arguments below):
+
+- ``power_reading_gain``: the reported active power (W, WL1) is the plant's power times the gain,
+  as a miscalibrated power measurement would report it;
+- ``scale_factor_error=(point, offset)``: the sunssf that scales ``point`` is published as the
+  true exponent plus ``offset`` while the raw values stay those of the true one, so every point
+  it scales reads 10**offset times its true value (an offset that leaves -10..10 is published
+  as it is, as a broken firmware would);
+- ``accept_beyond``: writes to a ranged setpoint (WSet, WSetPct) up to this fraction of the
+  range's span past either end are accepted and applied instead of refused.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from harness.transports.aioloop import LoopThread
@@ -29,6 +40,7 @@ from harness.transports.sunspec import build_sunspec_map, choose_sf
 from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
 
 MODELS = (1, 701, 702, 703, 704, 713, 802)
+_RANGED = ("DERCtlAC.WSet", "DERCtlAC.WSetPct")
 
 # Plant inverter states -> 701 symbols (InvSt, ConnSt, St). OFF while an enter-service delay
 # runs is reported STARTING: the unit is on its way into service.
@@ -150,6 +162,8 @@ class SunSpecInverterEndpoint:
         loop: LoopThread,
         unit: int = 1,
         power_reading_gain: float = 1.0,
+        scale_factor_error: tuple[str, float] | None = None,
+        accept_beyond: float = 0.0,
         energy_rating_wh: float | None = None,
         base: int = 40000,
     ) -> None:
@@ -157,6 +171,9 @@ class SunSpecInverterEndpoint:
         self.plant = plant
         self.unit = unit
         self.power_reading_gain = power_reading_gain
+        if accept_beyond < 0:
+            raise ValueError(f"accept_beyond must be >= 0, not {accept_beyond:g}")
+        self.accept_beyond = accept_beyond
         inv = node.inverter.params
         self._rated = float(inv.rated_power_w)
         self._vnom = float(inv.nominal_voltage_v)
@@ -175,12 +192,21 @@ class SunSpecInverterEndpoint:
         self._wset_w = 0.0
         self._wset_pct = 0.0
         self._ctrl_hb: float | None = None
-        self.regmap: RegisterMap = build_sunspec_map(MODELS, base).with_limits(
-            {"DERCtlAC.WSet": (-self._rated, self._rated), "DERCtlAC.WSetPct": (-100.0, 100.0)}
-        )
+        self._set_op = 1.0  # CONNECT: the battery is connected and stays so
+        self._limits = {
+            name: self._widened(low, high)
+            for name, (low, high) in (
+                ("DERCtlAC.WSet", (-self._rated, self._rated)),
+                ("DERCtlAC.WSetPct", (-100.0, 100.0)),
+            )
+        }
+        self.regmap: RegisterMap = build_sunspec_map(MODELS, base).with_limits(self._limits)
         for key, value in self._identity.items():  # fail at construction, not on first read
             encode(self.regmap.point(f"common.{key}"), value)
         self._fixed_sf = self._scale_factors()
+        self._sf_error: tuple[str, int] | None = None
+        if scale_factor_error is not None:
+            self._sf_error = self._sf_error_target(*scale_factor_error)
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -232,6 +258,32 @@ class SunSpecInverterEndpoint:
             "battery.W_SF": choose_sf(pack_v * bat_a, finest=0),
         }
 
+    def _widened(self, low: float, high: float) -> tuple[float, float]:
+        """The range the device accepts: the declared one, widened by the accept_beyond defect."""
+        extra = self.accept_beyond * (high - low)
+        return low - extra, high + extra
+
+    def _sf_error_target(self, point: str, offset: float) -> tuple[str, int]:
+        """The sunssf point that the scale_factor_error defect misreports, and by how much."""
+        target = self.regmap.point(point)
+        if target.type != "sunssf":
+            if not isinstance(target.sf, str):
+                raise ValueError(f"scale_factor_error: {point} is not scaled by a sunssf point")
+            target = self.regmap.point(target.sf)
+        if offset != int(offset):
+            raise ValueError(f"scale_factor_error: offset {offset!r} is not a whole exponent")
+        return target.name, int(offset)
+
+    def raw_overrides(self) -> Mapping[str, Sequence[int]]:
+        """Registers served as they are (see ModbusServerEndpoint): the misreported sunssf."""
+        if self._sf_error is None:
+            return {}
+        name, offset = self._sf_error
+        true_sf = self.read_points().get(name)
+        if true_sf is None or isinstance(true_sf, str):
+            return {}
+        return {name: [(int(true_sf) + offset) & 0xFFFF]}
+
     def _w_sf(self) -> int:
         # Follows the gain so that an injected defect still fits the register.
         return choose_sf(1.5 * self._rated * max(1.0, abs(self.power_reading_gain)), finest=0)
@@ -259,6 +311,12 @@ class SunSpecInverterEndpoint:
         if state == "OFF" and getattr(inv, "enter_service_due", None) is not None:
             return "STARTING"
         return _INV_STATE.get(state, "OFF")
+
+    def _inv_started(self) -> str:
+        state = self._inv_state()
+        if state == "RUNNING":
+            return "INVERTER_STARTED"
+        return "INVERTER_STANDBY" if state == "STARTING" else "INVERTER_STOPPED"
 
     def _measure_ac(self) -> dict[str, Value]:
         inv = self.node.inverter
@@ -335,7 +393,7 @@ class SunSpecInverterEndpoint:
         return {
             "DERCtlAC.WSetEna": 1.0 if self._wset_enabled else 0.0,
             "DERCtlAC.WSetMod": float(self._wset_mode),
-            "DERCtlAC.WSet": float(round(self.node.inverter.setpoint_w)),
+            "DERCtlAC.WSet": self._wset_w,
             "DERCtlAC.WSetPct": self._wset_pct,
             "DERCtlAC.AntiIslEna": float(
                 self.regmap.point("DERCtlAC.AntiIslEna").symbols["ENABLED"]
@@ -368,6 +426,10 @@ class SunSpecInverterEndpoint:
             "battery.AlmRst": 0.0,
             "battery.Typ": float(self.regmap.point("battery.Typ").symbols["LITHIUM_ION"]),
             "battery.State": float(self.regmap.point("battery.State").symbols["CONNECTED"]),
+            "battery.SetOp": self._set_op,
+            "battery.SetInvState": float(
+                self.regmap.point("battery.SetInvState").symbols[self._inv_started()]
+            ),
             "battery.Evt1": 0.0,
             "battery.Evt2": 0.0,
             "battery.EvtVnd1": 0.0,
@@ -395,12 +457,10 @@ class SunSpecInverterEndpoint:
                 raise ValueError(f"WSetMod is 0 (W_MAX_PCT) or 1 (WATTS), not {value:g}")
             self._wset_mode = int(value)
         elif name == "DERCtlAC.WSet":
-            if abs(value) > self._rated:
-                raise ValueError(f"WSet {value:g} W is outside +-{self._rated:g} W")
+            self._check_range(name, value)
             self._wset_w = value
         elif name == "DERCtlAC.WSetPct":
-            if abs(value) > 100.0:
-                raise ValueError(f"WSetPct {value:g} % is outside +-100 %")
+            self._check_range(name, value)
             self._wset_pct = value
         elif name == "battery.CtrlHb":
             self._ctrl_hb = value
@@ -414,6 +474,11 @@ class SunSpecInverterEndpoint:
         if self._wset_enabled:
             self._apply_setpoint()
 
+    def _check_range(self, name: str, value: float) -> None:
+        low, high = self._limits[name]
+        if not low <= value <= high:
+            raise ValueError(f"{name} {value:g} is outside {low:g}..{high:g}")
+
     def _apply_setpoint(self) -> None:
         """Disabled: no setpoint (0 W). Enabled: WSet in WATTS mode, WSetPct of rated else.
 
@@ -426,3 +491,19 @@ class SunSpecInverterEndpoint:
         else:
             target = self._wset_pct / 100.0 * self._rated
         self.node.inverter.set_power_setpoint(target)
+
+
+def defect_options(defects: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :class:`SunSpecInverterEndpoint` for one inverter's defects.
+
+    ``defects`` maps kind -> applied defect (``virtual_devices.defects.defects_for``); kinds
+    this endpoint does not implement (e.g. plant behaviour) are left to others.
+    """
+    options: dict[str, Any] = {}
+    if (d := defects.get("power_reading_gain")) is not None:
+        options["power_reading_gain"] = float(d.value)
+    if (d := defects.get("scale_factor_error")) is not None:
+        options["scale_factor_error"] = (str(d.extra["point"]), float(d.value))
+    if (d := defects.get("accept_invalid_writes")) is not None:
+        options["accept_beyond"] = float(d.value)
+    return options

@@ -12,7 +12,17 @@ Errors a real device would answer, answered the Modbus way:
   provider does not accept writes to (it raises KeyError): ILLEGAL_ADDRESS;
 - a value outside the point's declared range or symbols, or one the provider rejects (it raises
   ValueError): ILLEGAL_VALUE, and nothing changes;
-- discrete inputs and input registers are not served: ILLEGAL_ADDRESS.
+- discrete inputs and input registers are not served: ILLEGAL_ADDRESS;
+- a read of more than 125 registers or 2000 coils (or none): ILLEGAL_VALUE, as the Modbus
+  application protocol orders (quantity is checked before address); pymodbus alone cannot
+  decode such a request and answers with a malformed exception, so this server decodes
+  functions 1 and 3 itself;
+- a coil read that covers any coil the map does not declare: ILLEGAL_ADDRESS (pymodbus keeps
+  coils in 16-bit words and would serve the neighbours of a mapped coil).
+
+A provider may also offer ``raw_overrides()``: registers served as they are instead of encoding
+a point's value, for defects that publish what the codec would refuse (a scale factor outside
+-10..10). The device's own view (what it decodes written values with) is unchanged.
 
 Built on pymodbus's SimDevice/SimData with an ``action`` callback (pymodbus 3.16 deprecates the
 datastore contexts).
@@ -23,12 +33,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import struct
 import threading
-from collections.abc import Mapping
-from typing import Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -55,6 +69,38 @@ class PointProvider(Protocol):
         """Apply a written value. Raise ValueError to reject it without any change of state,
         KeyError if this device does not accept writes to that point."""
         ...
+
+
+class _ReadHoldingAnyCount(ReadHoldingRegistersRequest):
+    """Function 3 as this server decodes it: any quantity, refused with ILLEGAL_VALUE outside
+    1..125 (Modbus Application Protocol 1.1b3, 6.3) instead of failing to decode the frame."""
+
+    def decode(self, data: bytes) -> None:
+        self.address, self.count = struct.unpack(">HH", data[:4])
+
+    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+        if not 1 <= self.count <= self.MAX_COUNT:
+            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
+        response: ModbusPDU = await super().datastore_update(context, device_id)
+        return response
+
+
+def _read_coils_class(mapped: set[int]) -> type[ReadCoilsRequest]:
+    """Function 1 as a server of the coils ``mapped`` decodes it (see the module docstring)."""
+
+    class _ReadCoils(ReadCoilsRequest):
+        def decode(self, data: bytes) -> None:
+            self.address, self.count = struct.unpack(">HH", data[:4])
+
+        async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+            if not 1 <= self.count <= self.MAX_COUNT:
+                return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
+            if any(a not in mapped for a in range(self.address, self.address + self.count)):
+                return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_ADDRESS)
+            response: ModbusPDU = await super().datastore_update(context, device_id)
+            return response
+
+    return _ReadCoils
 
 
 class ModbusServerEndpoint:
@@ -106,7 +152,13 @@ class ModbusServerEndpoint:
 
         async def _start() -> ModbusTcpServer:
             server = ModbusTcpServer(
-                device, framer=self._framer, address=(self.host, self._requested_port)
+                device,
+                framer=self._framer,
+                address=(self.host, self._requested_port),
+                custom_pdu=[
+                    _ReadHoldingAnyCount,
+                    _read_coils_class({p.address for p in self._coils}),
+                ],
             )
             await server.serve_forever(background=True)
             return server
@@ -211,9 +263,16 @@ class ModbusServerEndpoint:
     def _refresh(self, points: list[Point], start: int, registers: list[int]) -> dict[str, Value]:
         values = self._values()
         sfs = self._sfs(values)
+        raw_overrides = getattr(self.provider, "raw_overrides", None)
+        overrides: Mapping[str, Sequence[int]] = raw_overrides() if raw_overrides else {}
         for p in points:
-            sf = sfs.get(p.sf) if isinstance(p.sf, str) else None
-            regs = encode(p, values[p.name], sf)
+            if p.name in overrides:
+                regs = [int(r) & 0xFFFF for r in overrides[p.name]]
+                if len(regs) != p.size:
+                    raise ValueError(f"{p.name}: raw override of {len(regs)} registers")
+            else:
+                sf = sfs.get(p.sf) if isinstance(p.sf, str) else None
+                regs = encode(p, values[p.name], sf)
             registers[p.address - start : p.end - start] = regs
         return values
 
