@@ -23,14 +23,46 @@ def check_dbc(path: Path) -> str:
             path, f"not a valid DBC: {_one_line(exc)}", _line_of(exc)
         ) from None
     assert isinstance(db, cantools.database.can.Database)
-    senders = sorted({s for m in db.messages for s in m.senders})
-    ext = sum(1 for m in db.messages if m.is_extended_frame)
-    return (
-        f"DBC with {len(db.messages)} messages ({ext} extended), "
-        f"{sum(len(m.signals) for m in db.messages)} signals, "
+    return _dbc_summary(db)
+
+
+def _dbc_summary(db: cantools.database.can.Database) -> str:
+    """What a DBC contains, as a conformance check will see it; warnings on their own lines."""
+    messages = db.messages
+    senders = sorted({s for m in messages for s in m.senders})
+    ext = sum(1 for m in messages if m.is_extended_frame)
+    periodic = [m for m in messages if m.cycle_time]
+    orders = {s.byte_order for m in messages for s in m.signals}
+    no_sender = [m.name for m in messages if not m.senders]
+    lines = [
+        f"DBC with {len(messages)} messages ({ext} extended), "
+        f"{sum(len(m.signals) for m in messages)} signals, "
         f"nodes {', '.join(n.name for n in db.nodes) or '-'}, "
-        f"senders {', '.join(senders) or '-'}"
-    )
+        f"senders {', '.join(senders) or '-'}",
+        f"  {len(periodic)} with a cycle time, {len(messages) - len(periodic)} without; "
+        f"{sum(1 for m in messages if m.is_multiplexed())} multiplexed; byte order "
+        f"{', '.join(sorted(o.replace('_endian', '') for o in orders)) or '-'}",
+    ]
+    for m in messages:
+        lines.append(
+            f"  0x{m.frame_id:X}{' (ext)' if m.is_extended_frame else ''} {m.name}: "
+            f"{m.length} bytes, {f'{m.cycle_time} ms' if m.cycle_time else 'no cycle time'}, "
+            f"sent by {', '.join(m.senders) or 'nobody named'}"
+            + (", multiplexed" if m.is_multiplexed() else "")
+        )
+    if no_sender:
+        lines.append(
+            f"  warning: {len(no_sender)} message(s) name no sender; a BMS map must list "
+            f"the messages the BMS sends ('messages:')"
+        )
+    for m in messages:
+        unranged = [s.name for s in m.signals if s.minimum is None and s.maximum is None]
+        if unranged:
+            lines.append(
+                f"  warning: {m.name}: no declared range for {', '.join(unranged)} "
+                f"(their values cannot be checked)"
+            )
+    return "\n".join(lines)
 
 
 def _one_line(exc: Exception) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 
@@ -60,23 +58,3 @@ def test_bms_voltage_current_telemetry(
             node=node,
             uncertainty=analyzer.accuracy(i_ch) * abs(i_meas) / full_scale_a * 100,
         )
-
-
-@pytest.mark.campaign("factory", "field", "ci")
-def test_bms_cycle_times(site, node, bms, verdicts, evidence_dir):
-    """Every message the BMS must send arrives on its DBC cycle time, within the tolerance."""
-    quantity = "bms.can.cycle_time_deviation"
-    method = verdicts.method(quantity)
-    bms.reset_statistics()
-    site.clock.sleep(site.seconds(method["observe"]))
-    deviations = bms.cycle_deviation()
-    missing = bms.missing()
-    evidence = evidence_dir / f"{node}-cycle-times.json"
-    evidence.write_text(json.dumps({"deviation_pct": deviations, "missing": missing}, indent=2))
-    if missing:
-        verdicts.record_error(quantity, f"never received: {', '.join(missing)}", node=node)
-        return
-    worst = max(deviations, key=lambda m: deviations[m])
-    verdicts.record(
-        quantity, deviations[worst], node=node, evidence=[str(evidence)], worst_message=worst
-    )

@@ -190,8 +190,20 @@ def test_send_and_listener(db: Database, node_bus: can.BusABC, transport: CanTra
     node.advance(5.0)
     assert node.last_received == {"INV_Heartbeat": 4.25}
     transport.pump()
-    recorded = recorder.get_message(0)
-    assert recorded is not None and recorded.arbitration_id == 0x355
+    sent = recorder.get_message(0)  # a listener sees what the transport sends, as a bus logger
+    assert sent is not None and (sent.arbitration_id, sent.is_rx, sent.timestamp) == (
+        0x305,
+        False,
+        4.25,
+    )
+    received = []
+    while (msg := recorder.get_message(0)) is not None:
+        received.append(msg)
+    assert [(m.arbitration_id, m.timestamp) for m in received] == [(0x355, t) for t in range(1, 6)]
+    transport.remove_listener(recorder)
+    node.advance(6.0)
+    assert transport.pump() == 1
+    assert recorder.get_message(0) is None
     with pytest.raises(KeyError, match="Nope"):
         transport.send("Nope", {})
 
@@ -223,7 +235,7 @@ def test_background_reader_works_and_stops_cleanly(
 
 
 @pytest.fixture
-def site(
+def sim_site(
     channel: str, db: Database, node_bus: can.BusABC, transport: CanTransport
 ) -> Iterator[tuple[SimClock, StandInBattery, VirtualBms, DbcBms]]:
     clock = SimClock()
@@ -236,9 +248,9 @@ def site(
 
 
 def test_dbc_bms_reads_what_the_battery_reports(
-    site: tuple[SimClock, StandInBattery, VirtualBms, DbcBms],
+    sim_site: tuple[SimClock, StandInBattery, VirtualBms, DbcBms],
 ) -> None:
-    clock, battery, vbms, bms = site
+    clock, battery, vbms, bms = sim_site
     with pytest.raises(DeviceError, match="BMS_Measurements never received"):
         bms.voltage()
     clock.sleep(10.0)
@@ -258,9 +270,9 @@ def test_dbc_bms_reads_what_the_battery_reports(
 
 
 def test_dbc_bms_refuses_stale_values(
-    site: tuple[SimClock, StandInBattery, VirtualBms, DbcBms],
+    sim_site: tuple[SimClock, StandInBattery, VirtualBms, DbcBms],
 ) -> None:
-    clock, _, _, bms = site
+    clock, _, _, bms = sim_site
     clock.sleep(2.0)
     bms.voltage()
     now = clock.now()
@@ -290,9 +302,9 @@ def test_dbc_bms_reports_missing_and_slow_messages(
 
 
 def test_heartbeat_reaches_the_virtual_bms(
-    site: tuple[SimClock, StandInBattery, VirtualBms, DbcBms],
+    sim_site: tuple[SimClock, StandInBattery, VirtualBms, DbcBms],
 ) -> None:
-    clock, _, vbms, bms = site
+    clock, _, vbms, bms = sim_site
     clock.sleep(2.0)
     bms.send_heartbeat()
     clock.sleep(0.5)

@@ -1,26 +1,34 @@
 """A BMS reached over CAN through a DBC: the ``dbc`` driver of the :class:`Bms` role.
 
 Which signal carries which quantity is a small map file (``fixtures/maps/pylontech_lv_bms.yaml``
-for the low-voltage protocol), checked against the site's DBC when the driver is built, so a
-typo fails before a run, not in the middle of one. The driver only reads what the transport has
-decoded: feeding the transport (``pump()`` after each simulated step, or ``start()`` in real time)
-is the site's job. A value is only as good as its age: one older than ``stale_after_s`` raises
-instead of being reported, because a silent BMS must fail a run, never pass it on old data.
+for the low-voltage protocol, ``fixtures/maps/hv_bms.yaml`` for a high-voltage layout), checked
+against the site's DBC when the driver is built, so a typo fails before a run, not in the middle
+of one. The map also says which messages the BMS must send: those of its ``node`` in the DBC, or
+an explicit ``messages:`` list for a DBC whose messages name no sender.
+
+The driver only reads what the transport has decoded: feeding the transport (``pump()`` after
+each simulated step, or ``start()`` in real time) is the site's job. A value is only as good as
+its age: one older than ``stale_after_s`` raises instead of being reported, because a silent BMS
+must fail a run, never pass it on old data.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from cantools.database.can import Database
+import can
+from cantools.database.can import Database, Signal
 
+from harness.clock import Clock
 from harness.config.errors import ConfigErrors
 from harness.config.yamlsrc import LineMap, load_yaml
 from harness.devices.roles import Bms, DeviceError, Identity
-from harness.transports.can import CanTransport
+from harness.transports.can import CanTransport, capture
 
 SignalRef = tuple[str, str]
 """(message name, signal name)."""
@@ -30,12 +38,25 @@ SignalRef = tuple[str, str]
 class BmsMap:
     """A parsed BMS map: role quantities, alarms and identity bytes as DBC signal references."""
 
-    node: str
+    node: str | None
     heartbeat: str | None
     quantities: dict[str, SignalRef]
     alarms: dict[str, SignalRef] = field(default_factory=dict)
     warnings: dict[str, SignalRef] = field(default_factory=dict)
     manufacturer: list[SignalRef] = field(default_factory=list)
+    messages: list[str] | None = None
+    """The messages the BMS must send, when the map lists them (else: its node's periodic ones)."""
+    heartbeat_loss: SignalRef | None = None
+    """The BMS's own flag for a lost heartbeat, if its protocol has one."""
+
+    def required(self, db: Database) -> list[str]:
+        """Messages the BMS must send: the map's list, else its node's messages with a cycle time.
+
+        Event-driven messages (no cycle time) cannot be required within a window.
+        """
+        if self.messages is not None:
+            return list(self.messages)
+        return [m.name for m in db.messages if self.node in m.senders and m.cycle_time]
 
 
 def load_bms_map(path: Path, db: Database) -> BmsMap:
@@ -44,15 +65,20 @@ def load_bms_map(path: Path, db: Database) -> BmsMap:
     if not isinstance(data, dict):
         raise ConfigErrors.single(path, "expected a mapping", 1)
     parser = _MapParser(path, lines, db)
-    for key in ("node", "quantities"):
-        if key not in data:
-            raise ConfigErrors.single(path, f"missing key {key!r}", 1, key)
-    node = str(data["node"])
-    if not any(node in m.senders for m in db.messages):
+    if "quantities" not in data:
+        raise ConfigErrors.single(path, "missing key 'quantities'", 1, "quantities")
+    if "node" not in data and "messages" not in data:
+        raise ConfigErrors.single(
+            path, "needs 'node' (the DBC sender) or 'messages' (what the BMS must send)", 1
+        )
+    node = str(data["node"]) if data.get("node") is not None else None
+    if node is not None and not any(node in m.senders for m in db.messages):
         raise parser.error(f"no message of the DBC is sent by node {node!r}", "node")
+    messages = _message_list(parser, data, db)
     heartbeat = data.get("heartbeat")
     if heartbeat is not None and str(heartbeat) not in {m.name for m in db.messages}:
         raise parser.error(f"message {heartbeat!r} is not in the DBC", "heartbeat")
+    loss = data.get("heartbeat_loss")
     identity = data.get("identity") or {}
     manufacturer = identity.get("manufacturer", []) if isinstance(identity, dict) else None
     if not isinstance(manufacturer, list):
@@ -66,7 +92,32 @@ def load_bms_map(path: Path, db: Database) -> BmsMap:
         manufacturer=[
             parser.ref(ref, "identity", "manufacturer", i) for i, ref in enumerate(manufacturer)
         ],
+        messages=messages,
+        heartbeat_loss=parser.ref(loss, "heartbeat_loss") if loss is not None else None,
     )
+
+
+def _message_list(parser: _MapParser, data: dict[str, object], db: Database) -> list[str] | None:
+    raw = data.get("messages")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw:
+        raise parser.error("expected a non-empty list of message names", "messages")
+    known = {m.name for m in db.messages}
+    for i, name in enumerate(raw):
+        if str(name) not in known:
+            raise parser.error(f"message {name!r} is not in the DBC", "messages", i)
+    return [str(name) for name in raw]
+
+
+def _initial(signal: Signal) -> float:
+    """A signal's DBC initial value (GenSigStartValue), else 0, inside its declared range."""
+    value = float(signal.initial) if isinstance(signal.initial, (int, float)) else 0.0
+    if signal.minimum is not None:
+        value = max(value, float(signal.minimum))
+    if signal.maximum is not None:
+        value = min(value, float(signal.maximum))
+    return value
 
 
 class _MapParser:
@@ -100,8 +151,7 @@ class DbcBms(Bms):
     """The :class:`Bms` role over a :class:`CanTransport` and a :class:`BmsMap`.
 
     ``now`` is the site clock's ``now`` (values are stamped on the same timebase). Cycle times
-    are judged for ``required`` messages: by default every message the map's node sends that has
-    a DBC cycle time (event-driven messages have no period to judge).
+    are judged for ``required`` messages: by default the map's (:meth:`BmsMap.required`).
     """
 
     def __init__(
@@ -118,11 +168,8 @@ class DbcBms(Bms):
         self.now = now
         self.stale_after_s = stale_after_s
         self.name = name
-        if required is None:
-            required = [
-                m.name for m in transport.db.messages if bms_map.node in m.senders and m.cycle_time
-            ]
-        self.required = required
+        self.heartbeats_sent = 0
+        self.required = bms_map.required(transport.db) if required is None else required
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -198,13 +245,92 @@ class DbcBms(Bms):
     # -- sending ------------------------------------------------------------------------------
 
     def send_heartbeat(self, signals: dict[str, float] | None = None) -> None:
-        """Send the heartbeat the BMS supervises, stamped with site time."""
+        """Send the heartbeat the BMS supervises, stamped with site time.
+
+        Signals not given carry their DBC initial value.
+        """
         if self.map.heartbeat is None:
             raise DeviceError(f"{self.name}: the BMS map names no heartbeat message")
+        message = self.transport.db.get_message_by_name(self.map.heartbeat)
+        values = {s.name: _initial(s) for s in message.signals}
+        values.update(signals or {})
+        self.heartbeats_sent += 1
         try:
-            self.transport.send(self.map.heartbeat, signals or {}, timestamp=self.now())
+            self.transport.send(self.map.heartbeat, values, timestamp=self.now())
         except Exception as exc:
             raise DeviceError(f"{self.name}: cannot send {self.map.heartbeat}: {exc}") from exc
 
+    def heartbeat_period(self) -> float | None:
+        """The heartbeat's DBC cycle time, s (None: no heartbeat, or no cycle time)."""
+        if self.map.heartbeat is None:
+            return None
+        return self.transport.expected_period(self.map.heartbeat)
+
+    def hold(self, clock: Clock, seconds: float) -> None:
+        """Let ``seconds`` of site time pass, sending the heartbeat on its cycle meanwhile.
+
+        The harness stands in for the inverter the BMS supervises (the map's ``heartbeat``).
+        Without a heartbeat, or without a cycle time for it, it only waits.
+        """
+        period = self.heartbeat_period()
+        end = clock.now() + seconds
+        if period is None:
+            clock.sleep(seconds)
+            return
+        while (left := end - clock.now()) > 1e-9:
+            self.send_heartbeat()
+            clock.sleep(min(period, left))
+
+    def heartbeat_lost(self) -> bool | None:
+        """Whether the BMS says it lost the heartbeat (None: its protocol has no such flag)."""
+        if self.map.heartbeat_loss is None:
+            return None
+        return self._read(self.map.heartbeat_loss) >= 0.5
+
+    @property
+    def database(self) -> Database:
+        return self.transport.db
+
+    def resolution(self, quantity: str) -> float:
+        """The smallest step the BMS can report ``quantity`` in (its signal's DBC scale)."""
+        try:
+            message, signal = self.map.quantities[quantity]
+        except KeyError:
+            raise DeviceError(f"{self.name}: the BMS map binds no quantity {quantity!r}") from None
+        sig = self.transport.db.get_message_by_name(message).get_signal_by_name(signal)
+        return abs(float(sig.scale))
+
+    @contextmanager
+    def listening(self, listener: can.Listener) -> Iterator[can.Listener]:
+        """Hand every frame of the BMS's bus to ``listener`` while the block runs."""
+        self.transport.add_listener(listener)
+        try:
+            yield listener
+        finally:
+            self.transport.remove_listener(listener)
+
     def disconnect(self) -> None:
         self.transport.close()
+
+
+def capture_traffic(
+    bench: Any, folder: Callable[[], Path]
+) -> AbstractContextManager[dict[str, list[Path]]]:
+    """Record the CAN traffic of every DBC BMS of ``bench`` (BLF and ASC) into ``folder()``.
+
+    One pair of files per BMS bus, named ``<node>.bms``; see :func:`harness.transports.can.capture`.
+    Anything that is not a bench with DBC BMSs (a test's own ``site`` fixture) records nothing,
+    and ``folder`` is then never called.
+    """
+    nodes = getattr(bench, "nodes", None)
+    clock = getattr(bench, "clock", None)
+    if not isinstance(nodes, dict) or clock is None:
+        return nullcontext({})
+    buses = {
+        f"{name}.bms": node.bms.transport
+        for name, node in nodes.items()
+        if isinstance(getattr(node, "bms", None), DbcBms)
+    }
+    if not buses:
+        return nullcontext({})
+    return capture(buses, folder(), clock)

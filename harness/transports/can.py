@@ -14,15 +14,18 @@ every value and statistic is on the site timebase.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
+import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 
 import can
 import cantools
@@ -52,11 +55,13 @@ def open_bus(interface: str, channel: str, bitrate: int | None = None, **kwargs:
 
     Configuration files (``~/can.ini``, ``CAN_*`` variables) are ignored: the site file is the only
     source of bus settings, so a run is reproducible on another laptop. A ``virtual`` bus never
-    echoes its own frames; pass ``preserve_timestamps=True`` on the sending side of a simulated-time
-    site so frames carry site time instead of wall time.
+    echoes its own frames and keeps the timestamp a sender gives (:meth:`CanTransport.send` always
+    gives one), so frames of a simulated-time site carry site time instead of wall time.
     """
     if interface == "virtual":
         kwargs.setdefault("receive_own_messages", False)
+        # What the harness sends carries the time it gives (site time on a lock-step site).
+        kwargs.setdefault("preserve_timestamps", True)
     if bitrate is not None:
         kwargs["bitrate"] = bitrate
     return can.Bus(channel=channel, interface=interface, ignore_config=True, **kwargs)
@@ -157,7 +162,9 @@ class CanTransport:
         }
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
         self._stats: dict[str, _Accumulator] = {m.name: _Accumulator() for m in db.messages}
-        self._listeners: list[can.Listener] = []
+        self._listeners: tuple[can.Listener, ...] = ()
+        self._multiplexed = {m.name for m in db.messages if m.is_multiplexed()}
+        self._latest_mux: dict[str, dict[str, tuple[Any, float]]] = {}
         self._notifier: can.Notifier | None = None
 
     # -- receiving -----------------------------------------------------------------------------
@@ -182,7 +189,14 @@ class CanTransport:
                         self.decode_errors += 1
                     else:
                         self._latest[message.name] = (values, t)
-        for listener in self._listeners:
+                        if message.name in self._multiplexed:  # each page keeps its own time
+                            page = self._latest_mux.setdefault(message.name, {})
+                            for name, value in values.items():
+                                page[name] = (value, t)
+        self._notify(msg)
+
+    def _notify(self, msg: can.Message) -> None:
+        for listener in self._listeners:  # a tuple: add/remove replace it, never mutate it
             try:
                 listener.on_message_received(msg)
             except Exception:
@@ -227,11 +241,19 @@ class CanTransport:
         return self._notifier is not None
 
     def add_listener(self, listener: can.Listener) -> None:
-        """Also hand every received frame to ``listener`` (e.g. a ``can.Logger`` for evidence).
+        """Also hand every frame to ``listener`` (e.g. a ``can.Logger`` for evidence).
 
-        The caller stops its listener; :meth:`close` does not.
+        Every frame the bus carried for us, as it arrived (bus timestamp): each received frame,
+        and each frame :meth:`send` transmitted (a capture shows both sides, as a bus logger
+        would). The caller stops its listener; :meth:`close` does not.
         """
-        self._listeners.append(listener)
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: can.Listener) -> None:
+        """Stop handing frames to ``listener`` (no error if it was not added)."""
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     def close(self) -> None:
         """Stop the reader and shut the bus down."""
@@ -266,14 +288,24 @@ class CanTransport:
             is_extended_id=message.is_extended_frame,
             data=data,
             timestamp=time.time() if timestamp is None else timestamp,
+            is_rx=False,
         )
         self.bus.send(frame, timeout=SEND_TIMEOUT_S)
+        self._notify(frame)
 
     # -- reading the state ---------------------------------------------------------------------
 
     def latest(self, message: str, signal: str) -> SignalValue | None:
-        """Last decoded value of ``message.signal``, or ``None`` if never received."""
+        """Last decoded value of ``message.signal``, or ``None`` if never received.
+
+        A multiplexed message carries a signal only on its own page: the value and time are
+        those of the last frame that carried it.
+        """
         with self._lock:
+            page = self._latest_mux.get(message)
+            if page is not None and signal in page:
+                value, t = page[signal]
+                return SignalValue(float(value), t)
             entry = self._latest.get(message)
         if entry is None:
             if message not in self._stats:
@@ -281,6 +313,10 @@ class CanTransport:
             return None
         values, t = entry
         if signal not in values:
+            if message in self._multiplexed and any(
+                s.name == signal for s in self._message(message).signals
+            ):
+                return None  # its page has not been received yet
             raise KeyError(f"signal {signal!r} is not in message {message!r}")
         return SignalValue(float(values[signal]), t)
 
@@ -317,3 +353,115 @@ class CanTransport:
             return self.db.get_message_by_name(name)
         except KeyError:
             raise KeyError(f"message {name!r} is not in the CAN database") from None
+
+
+# -- capture: the traffic a scenario saw, as evidence -------------------------------------------
+
+CAPTURE_INDEX = "can-capture.json"
+"""Written next to the logs: which file is which bus, and how their times map to site time."""
+
+
+class _SiteClock(Protocol):
+    @property
+    def simulated(self) -> bool: ...
+
+    def now(self) -> float: ...
+
+
+_ANCHORS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def capture_offset(clock: _SiteClock) -> float:
+    """Seconds added to a bus timestamp when it is written to a log file.
+
+    Frames of a lock-step simulated site carry site time (seconds since the site started), but
+    log formats and the tools that read them expect epoch time (BLF stores a calendar start
+    date, ASC a "Begin Triggerblock" date). So site time is stored as the wall-clock moment the
+    site started plus the site time: one constant per site (the same in every capture of a run),
+    recorded in :data:`CAPTURE_INDEX`. Frames of a live site already carry epoch time (python-can
+    interfaces stamp them so): offset 0.
+    """
+    if not clock.simulated:
+        return 0.0
+    anchor = _ANCHORS.get(clock)
+    if anchor is None:
+        anchor = _ANCHORS[clock] = round(time.time() - clock.now(), 3)
+    return anchor
+
+
+class _Shifted(can.Listener):
+    """Hands a copy of every frame, its timestamp shifted by ``offset``, to ``writer``.
+
+    A copy: the frame itself also goes to the transport's other listeners, unchanged.
+    """
+
+    def __init__(self, writer: can.Listener, offset: float) -> None:
+        self.writer = writer
+        self.offset = offset
+        self.frames = 0
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.frames += 1
+        copy = can.Message(  # one bus per file: no channel, so sent and received share channel 1
+            timestamp=msg.timestamp + self.offset,
+            arbitration_id=msg.arbitration_id,
+            is_extended_id=msg.is_extended_id,
+            is_remote_frame=msg.is_remote_frame,
+            is_error_frame=msg.is_error_frame,
+            dlc=msg.dlc,
+            data=msg.data,
+            is_fd=msg.is_fd,
+            is_rx=msg.is_rx,
+            bitrate_switch=msg.bitrate_switch,
+            error_state_indicator=msg.error_state_indicator,
+            check=False,
+        )
+        self.writer.on_message_received(copy)
+
+    def stop(self) -> None:
+        self.writer.stop()
+
+
+@contextmanager
+def capture(
+    transports: Mapping[str, CanTransport], folder: Path, clock: _SiteClock
+) -> Iterator[dict[str, list[Path]]]:
+    """Record every frame of each transport (received and sent) as BLF and ASC in ``folder``.
+
+    ``transports`` maps a name (e.g. ``home-1.bms``) to its transport; the files are
+    ``<name>.blf`` and ``<name>.asc``, written through python-can's writers, plus
+    :data:`CAPTURE_INDEX`. Timestamps: see :func:`capture_offset`. The writers are stopped (and
+    the files complete) when the block ends, also when it raises.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    offset = capture_offset(clock)
+    files: dict[str, list[Path]] = {}
+    taps: dict[str, list[_Shifted]] = {}
+    with ExitStack() as stack:
+        for name, transport in transports.items():
+            paths = [folder / f"{name}.blf", folder / f"{name}.asc"]
+            files[name] = paths
+            taps[name] = []
+            for path, writer_cls in zip(paths, (can.BLFWriter, can.ASCWriter), strict=True):
+                tap = _Shifted(writer_cls(path), offset)
+                stack.callback(tap.stop)
+                transport.add_listener(tap)
+                stack.callback(transport.remove_listener, tap)
+                taps[name].append(tap)
+        start = clock.now()
+        try:
+            yield files
+        finally:
+            index = {
+                "site_time_offset_s": offset,
+                "note": "file timestamp = site time + site_time_offset_s",
+                "site_time": {"start": start, "end": clock.now()},
+                "buses": {
+                    name: {
+                        "files": [p.name for p in files[name]],
+                        "frames": taps[name][0].frames,
+                    }
+                    for name in files
+                },
+            }
+            (folder / CAPTURE_INDEX).write_text(json.dumps(index, indent=2) + "\n")

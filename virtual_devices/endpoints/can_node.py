@@ -4,11 +4,13 @@ The node does not run a thread or read a wall clock. Whoever owns time (the lock
 a real-time loop in ``harness site up``) calls :meth:`CanNode.advance` with the new site time; the
 node sends every frame that fell due since the last call, each stamped with its exact due time,
 so a timestamp-preserving virtual bus carries site time to the harness. It also drains what it
-receives (the inverter heartbeat) so the plant can supervise it.
+receives (the inverter heartbeat) so the BMS can supervise it, noting each arrival on site time
+(see :meth:`CanNode.receive`).
 
 Defects are injected from outside: a ``periods_s`` override for a wrong cycle time, a shorter
-``messages`` list for a missing message, and a ``values`` provider returning out-of-range values,
-which are encoded anyway (non-strict; beyond the bits they saturate).
+``messages`` list or a ``stops_s`` time for a missing message, and a ``values`` provider
+returning out-of-range values, which are encoded anyway (non-strict; beyond the bits they
+saturate).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class CanNode:
         values: ValueProvider,
         periods_s: dict[str, float] | None = None,
         start_time: float = 0.0,
+        stops_s: dict[str, float] | None = None,
     ) -> None:
         self.bus = bus
         self.db = db
@@ -88,10 +91,16 @@ class CanNode:
         self.received_count: dict[str, int] = {}
         self.sent_count: dict[str, int] = {}
         self._now = start_time
+        self.sending_at = start_time
+        """Due time of the frame being encoded (a value provider may depend on it)."""
         periods = dict(periods_s or {})
         unknown = set(periods) - set(messages)
         if unknown:
             raise ValueError(f"period overrides for messages this node does not send: {unknown}")
+        self._stops = dict(stops_s or {})
+        unknown = set(self._stops) - set(messages)
+        if unknown:
+            raise ValueError(f"stop times for messages this node does not send: {unknown}")
         self._schedules: list[_Schedule] = []
         for name in messages:
             try:
@@ -139,7 +148,7 @@ class CanNode:
 
     def advance(self, until: float) -> None:
         """Send every frame due in ``(last, until]`` in time order (a SimClock advancer)."""
-        self.receive()
+        self.receive(until)
         heap = [(s.due, i) for i, s in enumerate(self._schedules) if s.due <= until]
         heapq.heapify(heap)
         while heap:
@@ -164,6 +173,10 @@ class CanNode:
         return message.encode(signals, strict=False)
 
     def _transmit(self, message: Message, due: float) -> None:
+        stop = self._stops.get(message.name)
+        if stop is not None and due >= stop:
+            return  # the message has stopped (a defect): its schedule runs on, silent
+        self.sending_at = due
         frame = can.Message(
             arbitration_id=message.frame_id,
             is_extended_id=message.is_extended_frame,
@@ -173,14 +186,22 @@ class CanNode:
         self.bus.send(frame, timeout=SEND_TIMEOUT_S)
         self.sent_count[message.name] += 1
 
-    def receive(self) -> int:
-        """Drain frames addressed to the bus; remember when each known message last arrived."""
+    def receive(self, until: float | None = None) -> int:
+        """Drain frames addressed to the bus; remember when each known message last arrived.
+
+        A frame arrived between the node's present time and ``until``: at its own timestamp
+        when that lies in between (site time, carried by a timestamp-preserving bus), else at
+        the node's present time (a sender's wall-clock stamp says nothing about site time).
+        """
+        lo = self._now
+        hi = lo if until is None else max(lo, until)
         n = 0
         while (msg := self.bus.recv(timeout=0.0)) is not None:
             n += 1
             name = self._by_id.get((msg.arbitration_id, msg.is_extended_id))
             if name is not None:
-                self.last_received[name] = msg.timestamp
+                t = msg.timestamp
+                self.last_received[name] = t if lo <= t <= hi else lo
                 self.received_count[name] = self.received_count.get(name, 0) + 1
         return n
 
