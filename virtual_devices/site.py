@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,20 +23,32 @@ from harness.config.site import (
     VisaEndpoint,
 )
 from harness.transports.aioloop import LoopThread
-from virtual_devices.defects import AppliedDefect, parse_defects
+from virtual_devices.defects import AppliedDefect, defects_for, parse_defects
 from virtual_devices.endpoints.bms import VirtualBms
 from virtual_devices.endpoints.instruments import (
     GridSimulatorHandler,
     LoadBankHandler,
     PowerAnalyzerHandler,
+    build_instrument,
 )
-from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint
+from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint, defect_options
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
 from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
 from virtual_devices.plant.plant import Plant
 from virtual_devices.plant_config import plant_params
 
 HOST = "127.0.0.1"
+
+BusFactory = Callable[[str], can.BusABC]
+"""Opens the bus a virtual BMS transmits on, given its channel name."""
+
+
+def sim_time_bus(channel: str) -> can.BusABC:
+    """An in-process virtual bus that keeps each frame's site-time stamp (the lock-step SimClock).
+
+    Out of process (``harness site up``) the site passes a bus that stamps wall-clock time instead.
+    """
+    return can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
 
 
 @dataclass
@@ -51,18 +64,18 @@ class VirtualSite:
     _servers: list[Any] = field(default_factory=list)
 
     @classmethod
-    def start(cls, site: Site, lock: Any) -> VirtualSite:
+    def start(cls, site: Site, lock: Any, can_bus: BusFactory = sim_time_bus) -> VirtualSite:
         defects = parse_defects(site)
         plant = Plant(plant_params(site, defects))
         vsite = cls(site=site, plant=plant, lock=lock, loop=LoopThread("virtual-site"))
         try:
-            vsite._start_endpoints(defects)
+            vsite._start_endpoints(defects, can_bus)
         except BaseException:
             vsite.stop()
             raise
         return vsite
 
-    def _start_endpoints(self, defects: list[AppliedDefect]) -> None:
+    def _start_endpoints(self, defects: list[AppliedDefect], can_bus: BusFactory) -> None:
         tag = uuid.uuid4().hex[:8]
         for node in self.site.spec.nodes:
             pnode = self.plant.nodes[node.name]
@@ -79,6 +92,7 @@ class VirtualSite:
                     },
                     lock=self.lock,
                     loop=self.loop,
+                    **defect_options(defects_for(defects, node.name, "inverter")),
                 )
                 server.start()
                 self._servers.append(server)
@@ -87,15 +101,18 @@ class VirtualSite:
                 )
             if node.bms.endpoint.transport == "virtual":
                 channel = f"vsite-{tag}-{node.name}"
-                bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
-                periods = {
-                    d.extra["message"]: d.value
-                    for d in defects
-                    if d.node == node.name and d.kind == "cycle_time"
-                }
-                bms = VirtualBms(
-                    bus, pnode.battery, identity=node.bms.identity.manufacturer, periods_s=periods
-                )
+                bus = can_bus(channel)
+                try:
+                    bms = VirtualBms.for_site(
+                        bus,
+                        pnode.battery,
+                        identity=node.bms.identity.manufacturer,
+                        dbc=self.site.resolve(node.bms.dbc),
+                        defects=defects_for(defects, node.name, "bms"),
+                    )
+                except BaseException:
+                    bus.shutdown()
+                    raise
                 self._bms.append(bms)
                 self.endpoints[f"{node.name}.bms"] = CanEndpoint(
                     transport="can", interface="virtual", channel=channel, bitrate=None
@@ -118,7 +135,8 @@ class VirtualSite:
             return
         ident = cfg.identity
         identity = InstrumentIdentity(ident.manufacturer, ident.model, ident.serial, ident.firmware)
-        handler = kind(self.plant, self.lock, identity, **cfg.options)
+        # The site's driver name is the dialect the virtual instrument speaks, as the driver does.
+        handler = build_instrument(kind, cfg.driver, self.plant, self.lock, identity, cfg.options)
         server = ScpiServer(handler, loop=self.loop)
         server.start()
         self._servers.append(server)
