@@ -316,6 +316,30 @@ def _evidence_folder(state: _RunState, nodeid: str) -> Path:
     return _out_dir(state) / "evidence" / safe
 
 
+@pytest.fixture(autouse=True)
+def protocol_capture(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A scenario on the site leaves the traffic it saw in its evidence folder: the CAN frames
+    of every BMS (BLF and ASC) and every Modbus transaction (``modbus.csv``).
+
+    Tests that define their own ``site`` fixture (anything but a bench) record nothing.
+    """
+    from harness.bench import Bench
+
+    site = request.getfixturevalue("site") if "site" in request.fixturenames else None
+    if not isinstance(site, Bench):
+        yield
+        return
+    from harness.devices.bms import capture_traffic
+    from harness.transports.modbus import TransactionCsv
+
+    folder: Path = request.getfixturevalue("evidence_dir")
+    with (
+        capture_traffic(site, lambda: folder),
+        TransactionCsv(folder / "modbus.csv", site.clock.now),
+    ):
+        yield
+
+
 # -- hooks ------------------------------------------------------------------------------------
 
 

@@ -49,9 +49,11 @@ def run(tmp_path: Path, site: Path = SITE, contract: Path = CONTRACT, *extra: st
     return Result(proc.returncode, proc.stdout + proc.stderr, out)
 
 
-def site_with(tmp_path: Path, extra_yaml: str, name: str = "site.yaml") -> Path:
-    """A copy of the virtual home next to the original (so relative paths resolve), plus ``extra_yaml``."""
-    text = SITE.read_text().replace("defects: []", extra_yaml)
-    path = SITE.parent / f".test-{uuid.uuid4().hex[:12]}-{name}"
-    path.write_text(text)
+def site_with(tmp_path: Path, extra_yaml: str, name: str = "site.yaml", base: Path = SITE) -> Path:
+    """A copy of ``base`` next to it (so relative paths resolve), its ``defects: []`` replaced by
+    ``extra_yaml``. The caller removes it (the ``defect_site`` fixture does)."""
+    text = base.read_text()
+    assert "defects: []" in text, f"{base} has no empty defect list to replace"
+    path = base.parent / f".test-{uuid.uuid4().hex[:12]}-{name}"
+    path.write_text(text.replace("defects: []", extra_yaml))
     return path
