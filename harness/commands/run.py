@@ -7,7 +7,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.pytest_plugin import SETUP_ERROR
 from harness.runinfo import default_out, point_latest
 
 EXIT_SETUP = 2
@@ -40,13 +39,14 @@ def _testplans() -> Path:
     local = Path("testplans")
     if local.is_dir():
         return local
-    return Path(__file__).resolve().parents[1] / "testplans"
+    return Path(__file__).resolve().parents[2] / "testplans"
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     import pytest
 
     from harness.checks import check_run_inputs
+    from harness.pytest_plugin import SETUP_ERROR
     from harness.report.progress import ProgressReporter
     from harness.report.results import exit_status, read_verdicts
     from harness.report.table import print_verdicts
@@ -80,8 +80,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     ]
     if args.campaign:
         pytest_args += ["--campaign", args.campaign]
-    if args.workers:
-        pytest_args += ["-n", str(args.workers)]
+    # Always explicit: "-n 0" also overrides an "-n" in the addopts of a project's pytest config.
+    pytest_args += ["-n", str(args.workers)]
     pytest_args += args.pytest_args
     console.print(f"[bold]harness run[/bold]: site {args.site}, contract {args.contract} -> {out}")
     code = pytest.main(pytest_args, plugins=[ProgressReporter(console)])
