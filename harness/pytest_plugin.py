@@ -33,7 +33,7 @@ from harness.safety.supervisor import SafetyTrip, Supervisor
 from harness.verdicts.journal import Journal
 from harness.verdicts.recorder import UnjudgedQuantity, VerdictRecorder
 
-DEFAULT_SITE = Path("fixtures/sites/virtual-home.yaml")
+DEFAULT_SITE = Path("fixtures/sites/virtual-cluster.yaml")
 DEFAULT_CONTRACT = Path("fixtures/contracts/example.yaml")
 _STATE = pytest.StashKey["_RunState"]()
 SETUP_ERROR = "setup-error.txt"

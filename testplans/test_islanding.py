@@ -26,10 +26,11 @@ def test_unintentional_islanding(
     evidence = trace.to_csv(evidence_dir / "island-capture.csv")
     opened = trace.event("pcc_open")
     for name, node in site.nodes.items():
-        cease_v = site.per_unit_voltage(method["cease_threshold"])
-        cease_i = site.per_unit_current(method["cease_threshold"], node.inverter.rated_power())
+        # Each unit is judged on its own output: on a cluster, a neighbour that keeps the island
+        # alive holds the bus voltage up, and that is the neighbour's failure, not this unit's.
+        cease = site.per_unit_current(method["cease_threshold"], node.inverter.rated_power())
         cleared, still_on = trace.clearing_time(
-            ["pcc.voltage", f"{name}.inverter.current"], below=[cease_v, cease_i], since=opened
+            f"{name}.inverter.current", below=cease, since=opened
         )
         verdicts.record(
             quantity,

@@ -14,7 +14,7 @@ EXIT_SETUP = 2
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = sub.add_parser("run", help="run the acceptance scenarios against a site and a contract")
-    run.add_argument("--site", default="fixtures/sites/virtual-home.yaml")
+    run.add_argument("--site", default="fixtures/sites/virtual-cluster.yaml")
     run.add_argument("--contract", default="fixtures/contracts/example.yaml")
     run.add_argument(
         "--out", help="results folder (default reports/<timestamp>, plus reports/latest)"

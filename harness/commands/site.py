@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    up.add_argument("--site", default="fixtures/sites/virtual-home.yaml")
+    up.add_argument("--site", default="fixtures/sites/virtual-cluster.yaml")
     up.add_argument(
         "--endpoints", required=True, help="JSON file to write the endpoints to (per device key)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -46,10 +47,13 @@ def trace_png(
     path: Path,
     title: str,
     since: float | None = None,
-    measured: float | None = None,
+    measured: float | Sequence[float] | None = None,
     limit: float | None = None,
 ) -> bytes:
-    """One panel per channel; the start event, the limit and the measured instant marked."""
+    """One panel per channel; the start event, the limit and the measured instants marked."""
+    marks = (
+        [] if measured is None else [measured] if isinstance(measured, float | int) else measured
+    )
     times, channels = read_trace_csv(path)
     t_all = np.asarray(times, dtype=float)
     rows = len(channels)
@@ -70,8 +74,8 @@ def trace_png(
             ax.axvline(since, color="black", ls=":", lw=1)
             if limit is not None:
                 ax.axvline(since + limit, color="red", ls="--", lw=1)
-            if measured is not None:
-                ax.axvline(since + measured, color="green", lw=1)
+            for value in marks:
+                ax.axvline(since + value, color="green", lw=1)
     axes[0].set_title(title, fontsize=9)
     axes[-1].set_xlabel(
         "analyzer time [s]  (dotted: start, red dashed: limit, green: measured)", fontsize=7

@@ -21,33 +21,35 @@ def _value_text(v: dict[str, Any]) -> str:
 
 
 def _plots(out: Path, verdicts: list[dict[str, Any]]) -> list[dict[str, str]]:
-    plots, seen = [], set()
+    """One plot per evidence trace and quantity, every node's measured instant marked on it: a
+    site's nodes share one capture, and a plot per node would repeat the same picture."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for v in verdicts:
         if v["unit"] != "s" or v["value"] is None:
             continue
         for ev in v.get("evidence", []):
-            path = Path(ev)
-            if not path.is_absolute():
-                path = out / path
-            key = (str(path), v["node"], v["quantity"])
-            if path.suffix != ".csv" or not path.is_file() or key in seen:
-                continue
-            seen.add(key)
-            title = f"{v['quantity']} ({v['node'] or 'site'}): {_value_text(v)}, limit {v['limit']}"
-            try:
-                png = trace_png(
-                    path,
-                    title,
-                    since=v.get("details", {}).get("since"),
-                    measured=v["value"],
-                    limit=v.get("limit_max"),
-                )
-            except (ValueError, IndexError, OSError) as exc:
-                plots.append(
-                    {"title": f"{title}: evidence {path.name} unreadable ({exc})", "png": ""}
-                )
-                continue
-            plots.append({"title": title, "png": base64.b64encode(png).decode("ascii")})
+            path = Path(ev) if Path(ev).is_absolute() else out / ev
+            if path.suffix == ".csv" and path.is_file():
+                group = groups.setdefault((str(path), v["quantity"]), [])
+                if all(g["node"] != v["node"] for g in group):
+                    group.append(v)
+    plots = []
+    for (path_text, quantity), group in groups.items():
+        path, first = Path(path_text), group[0]
+        values = ", ".join(f"{v['node'] or 'site'} {_value_text(v)}" for v in group)
+        title = f"{quantity}: {values}; limit {first['limit']}"
+        try:
+            png = trace_png(
+                path,
+                title,
+                since=first.get("details", {}).get("since"),
+                measured=[v["value"] for v in group],
+                limit=first.get("limit_max"),
+            )
+        except (ValueError, IndexError, OSError) as exc:
+            plots.append({"title": f"{title}: evidence {path.name} unreadable ({exc})", "png": ""})
+            continue
+        plots.append({"title": title, "png": base64.b64encode(png).decode("ascii")})
     return plots
 
 
