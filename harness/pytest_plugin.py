@@ -132,6 +132,7 @@ def _run_start(state: _RunState) -> dict[str, Any]:
     }
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the plugin also loads without xdist
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker journals into the controller's results folder."""
     state: _RunState = node.config.stash[_STATE]
@@ -174,9 +175,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         allure_wiring.label_item(item)
     if item.get_closest_marker("switching") is None:
         return
+    from harness.clock import RealClock
+    from harness.devices.prompts import PromptService
+    from harness.safety.switching import switching_refusal
+
     state: _RunState = item.config.stash[_STATE]
-    if not state.site.is_virtual and not item.config.getoption("harness_allow_switching"):
-        pytest.skip("switches live power: refused on a live site without --allow-switching")
+    refusal = switching_refusal(
+        item.nodeid,
+        virtual=state.site.is_virtual,
+        allowed=bool(item.config.getoption("harness_allow_switching")),
+        prompts=PromptService(RealClock()),
+    )
+    if refusal:
+        pytest.skip(refusal)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
