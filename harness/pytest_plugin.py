@@ -382,7 +382,7 @@ def _report_to_allure(item: pytest.Item) -> None:
     folder = _evidence_folder(item.config.stash[_STATE], item.nodeid)
     if folder.is_dir():
         evidence |= {p for p in folder.rglob("*") if p.is_file()}
-    allure_wiring.attach_evidence(evidence)
+    allure_wiring.attach_evidence(evidence, recorder.contract, recorder.measurements)
 
 
 @pytest.hookimpl(trylast=True)

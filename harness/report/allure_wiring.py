@@ -61,8 +61,14 @@ def link_clauses(contract: Contract, measurements: Iterable[Measurement]) -> Non
             )
 
 
-def attach_evidence(paths: Iterable[Path]) -> None:
-    """Every evidence file of the test; a trace CSV also as a plot."""
+def attach_evidence(
+    paths: Iterable[Path],
+    contract: Contract | None = None,
+    measurements: Iterable[Measurement] = (),
+) -> None:
+    """Every evidence file of the test; a trace CSV also as a plot, with the start event, the
+    contract's limit and each measured instant drawn when a timed measurement came from it."""
+    timed = [m for m in measurements if m.unit == "s" and m.value is not None]
     for path in sorted(paths):
         if not path.is_file():
             continue
@@ -72,11 +78,32 @@ def attach_evidence(paths: Iterable[Path]) -> None:
             continue
         allure.attach.file(str(path), name=path.name, attachment_type=kind)
         if path.suffix.lower() == ".csv" and _is_trace(path):
+            from_here = [m for m in timed if any(Path(e) == path for e in m.evidence)]
             try:
-                png = trace_png(path, path.stem)
+                png = trace_png(path, path.stem, **_markers(contract, from_here))
             except (ValueError, IndexError):
                 continue
             allure.attach(png, name=f"{path.stem}.png", attachment_type=allure.attachment_type.PNG)
+
+
+def _markers(contract: Contract | None, timed: list[Measurement]) -> dict[str, Any]:
+    """trace_png's event markers for the timed measurements taken from one capture."""
+    since = next(
+        (m.details.get("since") for m in timed if m.details.get("since") is not None), None
+    )
+    if since is None:
+        return {}
+    limits = [
+        c.max
+        for m in timed
+        for c in (contract.clauses_for(m.quantity) if contract else [])
+        if c.max is not None
+    ]
+    return {
+        "since": since,
+        "measured": [m.value for m in timed if m.value is not None],
+        "limit": min(limits) if limits else None,
+    }
 
 
 def _is_trace(path: Path) -> bool:
