@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from harness import fleet
 from harness.config.contract import Contract, load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.site import Site, load_site
@@ -137,6 +138,15 @@ def pytest_configure_node(node: Any) -> None:
     """xdist: every worker journals into the controller's results folder."""
     state: _RunState = node.config.stash[_STATE]
     node.workerinput["harness_out"] = str(_out_dir(state))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` (as `harness run -n N` asks): each home's scenarios on one worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    state: _RunState = config.stash[_STATE]
+    return fleet.make_scheduler(config, log, [n.name for n in state.site.spec.nodes])
 
 
 def _out_dir(state: _RunState) -> Path:
@@ -325,6 +335,24 @@ def evidence_dir(request: pytest.FixtureRequest) -> Path:
 def _evidence_folder(state: _RunState, nodeid: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)
     return _out_dir(state) / "evidence" / safe
+
+
+@pytest.fixture(autouse=True)
+def fleet_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On a live site run by several workers, a site-wide scenario never overlaps another one
+    (see harness.fleet); a virtual site gives every worker its own plant and needs no lock."""
+    config = request.config
+    state: _RunState = config.stash[_STATE]
+    worker = getattr(config, "workerinput", None)
+    if worker is None or state.site.is_virtual or not _uses_scenarios(request.node):
+        yield
+        return
+    exclusive = fleet.group_of(request.node) == fleet.SITE_GROUP
+    try:
+        with fleet.site_lock(_out_dir(state), exclusive, fleet.LOCK_TIMEOUT_S):
+            yield
+    except fleet.SiteLockTimeout as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -82,6 +82,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         pytest_args += ["--campaign", args.campaign]
     # Always explicit: "-n 0" also overrides an "-n" in the addopts of a project's pytest config.
     pytest_args += ["-n", str(args.workers)]
+    if args.workers:
+        # A home's scenarios stay on one worker; site-wide ones take the site (harness.fleet).
+        pytest_args += ["--dist", "loadgroup"]
     pytest_args += args.pytest_args
     console.print(f"[bold]harness run[/bold]: site {args.site}, contract {args.contract} -> {out}")
     code = pytest.main(pytest_args, plugins=[ProgressReporter(console)])
