@@ -175,6 +175,12 @@ class CampaignResult:
     timers: Timers
 
 
+def set_site(path: Path) -> None:
+    """The site every campaign and plant run of this process uses."""
+    global SITE
+    SITE = path.resolve()
+
+
 def run_campaign(out: Path, extra: list[str]) -> CampaignResult:
     """``harness run`` in this process, its console output swallowed; timers on."""
     from harness.cli import main
@@ -231,7 +237,8 @@ def profile_child(prof: Path, out: Path, extra: list[str]) -> int:
 def profile_campaign(out: Path, extra: list[str], top: int = 10) -> str:
     """The campaign under cProfile in a child process; the top entries by cumulative time."""
     prof = out.parent / "campaign.prof"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--profile-child", str(prof), str(out)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--site", str(SITE)]
+    cmd += ["--profile-child", str(prof), str(out)]
     cmd += ["--", *extra] if extra else []
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0 or not prof.is_file():
@@ -361,9 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: one scenario, short plant")
     parser.add_argument("--profile", action="store_true", help="cProfile the campaign (top 10)")
+    parser.add_argument(
+        "--site", type=Path, default=SITE, help=f"site file (default {SITE.relative_to(ROOT)})"
+    )
     parser.add_argument("--profile-child", nargs=2, metavar=("PROF", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    set_site(args.site)
     load0 = os.getloadavg()[0]
     if args.profile_child:
         prof, out = (Path(p) for p in args.profile_child)
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         campaign = run_campaign(Path(tmp) / "timed", extra)
         plant = plant_runs(steady)
         mode = " (quick)" if args.quick else ""
-        print(f"sim_speed: simulated seconds per wall second{mode}")
+        print(f"sim_speed: simulated seconds per wall second{mode}, site {SITE.name}")
         print(report(campaign, plant))
         if args.profile:
             print("\ncProfile of the campaign (child process, imports excluded), top 10:")
