@@ -166,6 +166,7 @@ class CanTransport:
         self._multiplexed = {m.name for m in db.messages if m.is_multiplexed()}
         self._latest_mux: dict[str, dict[str, tuple[Any, float]]] = {}
         self._notifier: can.Notifier | None = None
+        self._last_decoded: dict[str, tuple[bytes, dict[str, Any]]] = {}
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -176,10 +177,17 @@ class CanTransport:
             message = self._by_id.get((msg.arbitration_id, msg.is_extended_id))
             values: dict[str, Any] | None = None
             if message is not None:
-                try:
-                    values = cast("dict[str, Any]", message.decode(cast("bytes", msg.data), False))
-                except (DecodeError, ValueError, KeyError):  # wrong length, bad payload
-                    values = None
+                data = bytes(msg.data)
+                last = self._last_decoded.get(message.name)
+                if last is not None and last[0] == data:
+                    values = last[1]  # a periodic frame mostly repeats its payload
+                else:
+                    try:
+                        values = cast("dict[str, Any]", message.decode(data, False))
+                    except (DecodeError, ValueError, KeyError):  # wrong length, bad payload
+                        values = None
+                    else:
+                        self._last_decoded[message.name] = (data, values)
             with self._lock:
                 if message is None:
                     self.unknown_ids[msg.arbitration_id] += 1
