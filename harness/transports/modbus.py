@@ -287,10 +287,12 @@ class ModbusClient:
                 raise ModbusError(None, f"{self.endpoint}: cannot connect: {exc}") from exc
             if not ok:
                 self._drop()
-                raise ModbusError(
-                    None,
-                    f"{self.endpoint}: cannot connect (refused or no answer in {self.timeout} s)",
+                why = (
+                    "cannot open the port (missing, or held by another program)"
+                    if isinstance(self._target, _Serial)
+                    else f"cannot connect (refused or no answer in {self.timeout} s)"
                 )
+                raise ModbusError(None, f"{self.endpoint}: {why}")
 
     def _drop(self) -> None:
         client, self._client = self._client, None

@@ -85,8 +85,8 @@ class _ReadHoldingAnyCount(ReadHoldingRegistersRequest):
         return response
 
 
-def _read_coils_class(mapped: set[int]) -> type[ReadCoilsRequest]:
-    """Function 1 as a server of the coils ``mapped`` decodes it (see the module docstring)."""
+def _read_coils_class(mapped: Mapping[int, set[int]]) -> type[ReadCoilsRequest]:
+    """Function 1 as a server of the coils ``mapped`` (by unit) decodes it (module docstring)."""
 
     class _ReadCoils(ReadCoilsRequest):
         def decode(self, data: bytes) -> None:
@@ -95,12 +95,21 @@ def _read_coils_class(mapped: set[int]) -> type[ReadCoilsRequest]:
         async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
             if not 1 <= self.count <= self.MAX_COUNT:
                 return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
-            if any(a not in mapped for a in range(self.address, self.address + self.count)):
+            coils = mapped.get(device_id)  # None: not a unit here, the datastore answers
+            if coils is not None and any(
+                a not in coils for a in range(self.address, self.address + self.count)
+            ):
                 return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_ADDRESS)
             response: ModbusPDU = await super().datastore_update(context, device_id)
             return response
 
     return _ReadCoils
+
+
+def request_decoders(endpoints: Sequence[ModbusServerEndpoint]) -> list[type[ModbusPDU]]:
+    """The request decoders a server of these endpoints' units needs (functions 1 and 3)."""
+    coils = {e.unit: {p.address for p in e.regmap.points("coil")} for e in endpoints}
+    return [_ReadHoldingAnyCount, _read_coils_class(coils)]
 
 
 class ModbusServerEndpoint:
@@ -148,17 +157,14 @@ class ModbusServerEndpoint:
     def start(self, timeout: float = 5.0) -> None:
         if self._server is not None:
             return
-        device = self._sim_device()
+        device = self.sim_device()
 
         async def _start() -> ModbusTcpServer:
             server = ModbusTcpServer(
                 device,
                 framer=self._framer,
                 address=(self.host, self._requested_port),
-                custom_pdu=[
-                    _ReadHoldingAnyCount,
-                    _read_coils_class({p.address for p in self._coils}),
-                ],
+                custom_pdu=request_decoders([self]),
             )
             await server.serve_forever(background=True)
             return server
@@ -196,7 +202,8 @@ class ModbusServerEndpoint:
 
     # -- register image ---------------------------------------------------------------------
 
-    def _sim_device(self) -> SimDevice:
+    def sim_device(self) -> SimDevice:
+        """This unit as pymodbus serves it (an RS-485 line serves several: rtu_line.py)."""
         holding: list[SimData] = []
         run: list[Point] = []
         for p in [*self._holding, None]:
