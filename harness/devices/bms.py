@@ -300,6 +300,22 @@ class DbcBms(Bms):
         sig = self.transport.db.get_message_by_name(message).get_signal_by_name(signal)
         return abs(float(sig.scale))
 
+    def signal_of(self, quantity: str) -> SignalRef:
+        """The (message, signal) the map binds ``quantity`` to."""
+        try:
+            return self.map.quantities[quantity]
+        except KeyError:
+            raise DeviceError(f"{self.name}: the BMS map binds no quantity {quantity!r}") from None
+
+    @contextmanager
+    def logging_frames(self, *messages: str) -> Iterator[FrameLog]:
+        """Record every frame of ``messages`` on the BMS's bus, decoded and stamped on the site
+        timebase, while the block runs (e.g. the limits frame and the inverter's heartbeat, to
+        time a response from the frames themselves rather than from when they were read)."""
+        log = FrameLog(self.transport.db, messages, self.transport.timebase)
+        with self.listening(log):
+            yield log
+
     @contextmanager
     def listening(self, listener: can.Listener) -> Iterator[can.Listener]:
         """Hand every frame of the BMS's bus to ``listener`` while the block runs."""
@@ -311,6 +327,49 @@ class DbcBms(Bms):
 
     def disconnect(self) -> None:
         self.transport.close()
+
+
+class FrameLog(can.Listener):
+    """Frames of chosen messages as they arrived: (site time, message, decoded signals)."""
+
+    def __init__(
+        self, db: Database, messages: tuple[str, ...], timebase: Callable[[float], float]
+    ) -> None:
+        self.timebase = timebase
+        self._by_id = {
+            (m.frame_id, m.is_extended_frame): m for m in db.messages if m.name in messages
+        }
+        missing = set(messages) - {m.name for m in self._by_id.values()}
+        if missing:
+            raise DeviceError(f"messages not in the DBC: {', '.join(sorted(missing))}")
+        self.frames: list[tuple[float, str, dict[str, float]]] = []
+
+    def on_message_received(self, msg: can.Message) -> None:
+        message = self._by_id.get((msg.arbitration_id, msg.is_extended_id))
+        if message is None or msg.is_error_frame or msg.is_remote_frame:
+            return
+        try:
+            decoded = message.decode(bytes(msg.data), False)
+        except Exception:  # a malformed frame is the conformance monitor's finding, not ours
+            return
+        values = {str(k): float(v) for k, v in dict(decoded).items() if isinstance(v, int | float)}
+        self.frames.append((self.timebase(msg.timestamp), message.name, values))
+
+    def times(self, message: str) -> list[float]:
+        """Arrival times of ``message``."""
+        return [t for t, name, _ in self.frames if name == message]
+
+    def first(
+        self, message: str, signal: str, test: Callable[[float], bool], since: float
+    ) -> float | None:
+        """Time of the first ``message`` at or after ``since`` whose ``signal`` passes ``test``."""
+        for t, name, values in self.frames:
+            if name == message and t >= since and signal in values and test(values[signal]):
+                return t
+        return None
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [{"t": t, "message": name, "signals": values} for t, name, values in self.frames]
 
 
 def capture_traffic(

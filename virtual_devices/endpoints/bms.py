@@ -9,7 +9,8 @@ does own is its side of the protocol: which frames it sends, and whether it stil
 inverter's heartbeat.
 
 Defects of the CAN interface (``data/defects/can.yaml``) change what is sent, never the plant:
-a wrong cycle time, a message never sent, a signal value out of its DBC range, a SoC offset.
+a wrong cycle time, a message never sent, a signal value out of its DBC range, a SoC offset,
+current limits derated on CAN only (``data/defects/current_limits.yaml``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ DEFAULT_BINDING = DATA / "pylontech_lv_binding.yaml"
 IDENTITY_BYTES = 8
 SOC_QUANTITY = "soc_pct"
 """The battery attribute a SoC signal is bound to (the ``soc_offset`` defect shifts it)."""
+CURRENT_LIMIT_QUANTITIES = ("charge_current_limit_a", "discharge_current_limit_a")
+"""Battery attributes of the advertised current limits (``current_limit_derating_ignored``)."""
 
 Getter = Callable[[Any], float]
 _SOURCES = ("quantity", "flag", "positive", "constant", "identity_byte", "cycle", "heartbeat_lost")
@@ -64,6 +67,15 @@ class BmsBinding:
         if self.node is not None:
             return default_messages(db, self.node)
         return [m.name for m in db.messages if m.name in self.signals]
+
+    def current_limit_signals(self) -> list[tuple[str, str]]:
+        """(message, signal) pairs that carry the pack's charge or discharge current limit."""
+        return [
+            (msg, sig)
+            for msg, sigs in self.signals.items()
+            for sig, spec in sigs.items()
+            if spec.get("quantity") in CURRENT_LIMIT_QUANTITIES
+        ]
 
     def soc_signals(self) -> list[tuple[str, str]]:
         """(message, signal) pairs that carry the battery's SoC."""
@@ -169,6 +181,9 @@ class CanDefects:
     """``signal_out_of_range``: (message, signal) -> value always sent."""
     soc_offset_pct: float = 0.0
     """``soc_offset``: added to every SoC signal."""
+    current_limit_scale: float = 1.0
+    """``current_limit_derating_ignored``: every current-limit signal is the pack's limit times
+    this (the inverter, which follows the pack's own limits, ignores the derating)."""
 
     @classmethod
     def from_applied(cls, applied: Mapping[str, Any]) -> CanDefects:
@@ -177,6 +192,7 @@ class CanDefects:
         missing = applied.get("missing_message")
         forced = applied.get("signal_out_of_range")
         offset = applied.get("soc_offset")
+        derated = applied.get("current_limit_derating_ignored")
         return cls(
             periods_s={str(cycle.extra["message"]): cycle.value} if cycle else {},
             stops_s={str(missing.extra["message"]): missing.value} if missing else {},
@@ -186,6 +202,7 @@ class CanDefects:
                 else {}
             ),
             soc_offset_pct=offset.value if offset else 0.0,
+            current_limit_scale=derated.value if derated else 1.0,
         )
 
 
@@ -222,6 +239,7 @@ class VirtualBms:
         raw = identity.encode("ascii")[:IDENTITY_BYTES]
         self.identity_bytes = raw.ljust(IDENTITY_BYTES, b"\0")
         self._charging = False  # direction while the current is zero: discharge (the safe guess)
+        self._heartbeat_fed: float | None = None
         self._getters = {
             msg: {sig: self._getter(spec) for sig, spec in sigs.items()}
             for msg, sigs in self.binding.signals.items()
@@ -229,6 +247,9 @@ class VirtualBms:
         for msg, sig in self.binding.soc_signals():
             if self.defects.soc_offset_pct:
                 self._getters[msg][sig] = self._offset(self._getters[msg][sig])
+        for msg, sig in self.binding.current_limit_signals():
+            if self.defects.current_limit_scale != 1.0:
+                self._getters[msg][sig] = self._scaled(self._getters[msg][sig])
         for (msg, sig), value in self.defects.forced.items():
             self._getters.setdefault(msg, {})[sig] = _constant(value)
         sent = messages if messages is not None else self.binding.sent_messages(self.db)
@@ -284,6 +305,16 @@ class VirtualBms:
                 )
         if self.defects.soc_offset_pct and not self.binding.soc_signals():
             raise self.binding.error(f"soc_offset: no signal is bound to {SOC_QUANTITY!r}")
+        scale = self.defects.current_limit_scale
+        if scale < 0 or (scale != 1.0 and not self.binding.current_limit_signals()):
+            raise self.binding.error(
+                f"current_limit_derating_ignored: needs a current-limit signal and a value >= 0"
+                f" (got {scale:g})"
+            )
+
+    def _scaled(self, getter: Getter) -> Getter:
+        scale = self.defects.current_limit_scale
+        return lambda b: getter(b) * scale
 
     def _offset(self, getter: Getter) -> Getter:
         offset = self.defects.soc_offset_pct
@@ -292,15 +323,19 @@ class VirtualBms:
     def _getter(self, spec: dict[str, Any]) -> Getter:
         if "quantity" in spec:
             name, scale = str(spec["quantity"]), float(spec.get("scale", 1.0))
+            if "default" in spec:  # a battery model without this attribute reports the default
+                default = float(spec["default"])
+                return lambda b: float(getattr(b, name, default)) * scale
             return lambda b: float(getattr(b, name)) * scale
         if "flag" in spec:
+            # A battery without the set (a model with no BMS warnings, say) has none of its flags.
             flag, within = str(spec["flag"]), str(spec.get("in", "protections"))
             direction = spec.get("direction")
             if direction is None:
-                return lambda b: float(flag in getattr(b, within))
+                return lambda b: float(flag in getattr(b, within, ()))
             want_charging = direction == "charging"
             return lambda b: float(
-                flag in getattr(b, within) and self._is_charging() is want_charging
+                flag in getattr(b, within, ()) and self._is_charging() is want_charging
             )
         if "positive" in spec:
             name = str(spec["positive"])
@@ -312,8 +347,14 @@ class VirtualBms:
             values: Iterator[float] = itertools.cycle([float(v) for v in spec["cycle"]])
             return lambda b: next(values)
         if "heartbeat_lost" in spec:
+            # The battery's own BMS supervises the heartbeat when it has one (the plant's);
+            # else this endpoint does, with the binding's timeout.
             timeout = float(spec["heartbeat_lost"])
-            return lambda b: float(self.heartbeat_lost(timeout))
+            return lambda b: float(
+                bool(b.heartbeat_lost)
+                if getattr(b, "bms", None) is not None
+                else self.heartbeat_lost(timeout)
+            )
         index = int(spec["identity_byte"])
         return lambda b: float(self.identity_bytes[index])
 
@@ -337,8 +378,15 @@ class VirtualBms:
         return {sig: get(self.battery) for sig, get in self._getters.get(message, {}).items()}
 
     def advance(self, until: float) -> None:
-        """Bring the endpoint to site time ``until`` (a SimClock advancer)."""
+        """Bring the endpoint to site time ``until`` (a SimClock advancer); hand the battery's
+        BMS each inverter heartbeat it received, for its supervision."""
         self.node.advance(until)
+        last = self.last_heartbeat
+        if last is not None and last != self._heartbeat_fed:
+            self._heartbeat_fed = last
+            feed = getattr(self.battery, "heartbeat", None)
+            if callable(feed):
+                feed(last)
 
     @property
     def last_heartbeat(self) -> float | None:

@@ -8,6 +8,12 @@ shows up as heat. Efficiency of conversion is the inverter's business, not the p
 Stepping is explicit: :meth:`Battery.step` integrates over ``dt`` with the operating point at the
 start of the interval, then recomputes the operating point at the new state, so the values read
 between steps are the ones that will apply over the next interval.
+
+Heat: a first-order thermal model (virtual_devices/plant/thermal.py). The BMS
+(virtual_devices/plant/bms_logic.py) derates the advertised current limits, raises warnings and
+protection alarms and works the contactor; with the contactor open the pack carries no current.
+What the BMS reports (cell voltages, temperature) is what it senses, which a fault-insertion unit
+can drive; the pack's own state stays physical (``pack_temperature_c``).
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from __future__ import annotations
 import bisect
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from virtual_devices.plant.bms_logic import BmsLogic, load_bms_settings
 from virtual_devices.plant.params import BatteryParams
+from virtual_devices.plant.thermal import ThermalModel
 
 PROTECTIONS: tuple[str, ...] = (
     "cell_overvoltage",
@@ -84,36 +93,113 @@ def load_ocv_curve(path: Path) -> OcvCurve:
     return OcvCurve(socs, volts, source=str(path))
 
 
-class Battery:
-    """The pack's physical state and the limits it advertises.
+def _ignore(_event: str) -> None:
+    """Default event sink for a battery used outside a plant."""
 
-    ``protections`` is the set of active protection names (see :data:`PROTECTIONS`); the plant
-    itself raises none yet, a BMS model on top may.
+
+class Battery:
+    """The pack's physical state, its BMS and the limits it advertises.
+
+    ``protections`` is the set of active protection alarms (see :data:`PROTECTIONS`) and
+    ``warnings`` the set of warnings, both kept by the BMS; ``emit`` receives its discrete
+    events (``<name>.bms.alarm:overtemp``, ``<name>.bms.contactor:open`` ...).
     """
 
-    def __init__(self, params: BatteryParams) -> None:
+    def __init__(
+        self, params: BatteryParams, name: str = "battery", emit: Callable[[str], None] = _ignore
+    ) -> None:
         self.params = params
+        self.name = name
+        self._emit = emit
+        self._stepping = False
+        self._deferred: list[str] = []
         self.ocv_curve = load_ocv_curve(Path(params.ocv_curve_file).resolve())
-        self.protections: set[str] = set()
-        self.temperature_c = params.ambient_c
+        self.thermal = ThermalModel(
+            params.ambient_c,
+            params.thermal_capacity_j_per_c,
+            1.0 / params.thermal_resistance_c_per_w,
+        )
+        self.bms: BmsLogic | None = None
+        if params.bms_settings_file is not None:
+            self.bms = BmsLogic(
+                load_bms_settings(Path(params.bms_settings_file).resolve()),
+                params.max_charge_current_a,
+                params.max_discharge_current_a,
+                name=f"{name}.bms",
+                emit=self._bms_event,
+                extra_delays_s=params.protection_delays_s,
+                ignore_heartbeat_loss=params.ignore_heartbeat_loss,
+            )
+        self.protections: set[str] = self.bms.alarms if self.bms else set()
+        self.warnings: set[str] = self.bms.warnings if self.bms else set()
+        self._t = 0.0
         self._cells = params.cells_in_series
         self._r = params.resistance_ohm
         self._soc = params.initial_soc_pct
         self._soh = params.soh_pct
         self._amp_s_per_pct = params.capacity_ah * params.soh_pct / 100.0 * 3600.0 / 100.0
-        self._tau_thermal = params.thermal_resistance_c_per_w * params.thermal_capacity_j_per_c
         self._power_w = 0.0
         self._current_a = 0.0
         self._ocv_v = 0.0
         self.max_charge_power_w = 0.0
         self.max_discharge_power_w = 0.0
         self._solve()
+        self._run_bms()
 
     # -- state ------------------------------------------------------------------------------
 
     @property
     def soc_pct(self) -> float:
         return self._soc
+
+    @property
+    def pack_temperature_c(self) -> float:
+        """The pack's temperature from the thermal model, degC (what it physically is)."""
+        return self.thermal.temperature_c
+
+    @property
+    def temperature_c(self) -> float:
+        """The temperature the BMS senses and reports, degC (its sensor may be driven)."""
+        bms = self.bms
+        if bms is not None:
+            driven = bms.overrides.get("temperature")
+            if driven is not None:
+                return driven
+        return self.thermal.temperature_c
+
+    @property
+    def sensed_current_a(self) -> float:
+        """The current the BMS's shunt reads, A (+ charging): the pack's, unless it is driven."""
+        bms = self.bms
+        if bms is not None:
+            driven = bms.overrides.get("current")
+            if driven is not None:
+                return driven
+        return self._current_a
+
+    @property
+    def contactor_closed(self) -> bool:
+        return self.bms is None or self.bms.closed
+
+    @property
+    def contactor_state(self) -> float:
+        """0 open, 1 precharging, 2 closed, 3 fault (as a CAN status signal numbers them)."""
+        return 2.0 if self.bms is None else self.bms.contactor_state
+
+    @property
+    def heartbeat_lost(self) -> bool:
+        """Whether the BMS has lost the inverter's heartbeat (a pack without BMS never does)."""
+        return self.bms is not None and self.bms.heartbeat_lost
+
+    @property
+    def next_event(self) -> float:
+        """Earliest instant a BMS timer expires (inf: none), for the plant to land a step on."""
+        return math.inf if self.bms is None else self.bms.next_event
+
+    def heartbeat(self, t: float) -> None:
+        """The inverter's heartbeat reached the BMS at site time ``t``."""
+        if self.bms is not None:
+            self.bms.heartbeat(t)
 
     @property
     def soh_pct(self) -> float:
@@ -140,12 +226,17 @@ class Battery:
 
     @property
     def cell_voltage_min_v(self) -> float:
-        """Cells are modelled identical, so min and max are the mean cell's terminal voltage."""
-        return self.voltage_v / self._cells
+        """Cells are modelled identical, so min and max are the mean cell's terminal voltage,
+        unless a cell tap is driven: then the BMS sees that cell too."""
+        cell = self.voltage_v / self._cells
+        tap = self.bms.overrides.get("cell_voltage") if self.bms is not None else None
+        return cell if tap is None or tap > cell else tap
 
     @property
     def cell_voltage_max_v(self) -> float:
-        return self.voltage_v / self._cells
+        cell = self.voltage_v / self._cells
+        tap = self.bms.overrides.get("cell_voltage") if self.bms is not None else None
+        return cell if tap is None or tap < cell else tap
 
     # -- advertised limits -------------------------------------------------------------------
 
@@ -159,34 +250,74 @@ class Battery:
 
     @property
     def charge_current_limit_a(self) -> float:
-        return 0.0 if self._soc >= 100.0 else self.params.max_charge_current_a
+        """Rated charge current, derated by the BMS; zero when full."""
+        if self._soc >= 100.0:
+            return 0.0
+        rated = self.params.max_charge_current_a
+        return rated if self.bms is None else rated * self.bms.limit_factor("charge")
 
     @property
     def discharge_current_limit_a(self) -> float:
-        return 0.0 if self._soc <= 0.0 else self.params.max_discharge_current_a
+        """Rated discharge current, derated by the BMS; zero when empty."""
+        if self._soc <= 0.0:
+            return 0.0
+        rated = self.params.max_discharge_current_a
+        return rated if self.bms is None else rated * self.bms.limit_factor("discharge")
 
     # -- dynamics ----------------------------------------------------------------------------
 
     def step(self, dt: float, dc_power_w: float) -> None:
         """Deliver ``dc_power_w`` (positive = discharge) for ``dt`` seconds.
 
-        ``dt == 0`` only moves the operating point (a new power request at the same instant).
+        ``dt == 0`` only moves the operating point (a new power request at the same instant);
+        BMS events raised during the last step are handed on then (the plant calls it once its
+        clock reads the step's end).
         """
+        if self._deferred:
+            self._flush_events()
         if dc_power_w != self._power_w:
             self._power_w = dc_power_w
             self._solve()
+            if dt <= 0.0:
+                self._run_bms()
+                return
         if dt <= 0.0:
+            if self.bms is not None and self.bms.overrides_changed:
+                self._run_bms()
             return
         current = self._current_a
         soc = self._soc + current * dt / self._amp_s_per_pct
         self._soc = 0.0 if soc < 0.0 else 100.0 if soc > 100.0 else soc
-        # Exact solution of dT/dt = (I^2 R - (T - ambient) / R_th) / C_th over dt.
-        params = self.params
-        t_final = params.ambient_c + current * current * self._r * params.thermal_resistance_c_per_w
-        self.temperature_c = t_final + (self.temperature_c - t_final) * math.exp(
-            -dt / self._tau_thermal
-        )
+        self.thermal.step(dt, current * current * self._r)
+        self._t += dt
         self._solve()
+        self._stepping = True  # the plant's clock still reads the start of this step
+        try:
+            self._run_bms()
+        finally:
+            self._stepping = False
+
+    def _bms_event(self, name: str) -> None:
+        """A BMS event; one raised inside a step waits for the plant to reach the step's end."""
+        if self._stepping:
+            self._deferred.append(name)
+        else:
+            self._emit(name)
+
+    def _flush_events(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for name in deferred:
+            self._emit(name)
+
+    def _run_bms(self) -> None:
+        """Let the BMS see the present state; re-solve if its limits or contactor changed."""
+        bms = self.bms
+        if bms is not None and bms.update(self._t, self._sense, self._soc):
+            self._solve()
+
+    def _sense(self) -> tuple[float, float, float]:
+        """The pack's own cell voltage, temperature and current (A, + charging)."""
+        return self.voltage_v / self._cells, self.thermal.temperature_c, self._current_a
 
     def _solve(self) -> None:
         """Operating point at the present SoC: current for the requested power, power limits."""
@@ -194,6 +325,10 @@ class Battery:
         self._ocv_v = ocv
         r = self._r
         power = self._power_w
+        if self.bms is not None and not self.bms.closed:
+            self._current_a = 0.0  # the contactor is open: no current, whatever is asked
+            self.max_discharge_power_w = self.max_charge_power_w = 0.0
+            return
         if power == 0.0:
             self._current_a = 0.0
         else:
