@@ -4,6 +4,9 @@ Sized at nominal voltage: R dissipates ``power_w``; L and C each exchange
 ``quality_factor * power_w`` of reactive power, so they cancel at nominal frequency and the island
 sits at resonance. The quality factor also sets how fast an unsupplied island dies out: the
 natural response of a parallel RLC decays as exp(-t / (2 R C)) = exp(-t * 2 pi f0 / (2 Q)).
+
+The homes' own loads (:class:`PriorityLoad`, :class:`SiteLoads`) are resistive too, each behind
+its breaker, with a priority (critical, essential, deferrable) that an island sheds them by.
 """
 
 from __future__ import annotations
@@ -95,3 +98,81 @@ class IslandLoad:
         """Active power drawn at ``voltage_v`` (the resistor's V^2 / R)."""
         ratio = voltage_v / self._vn
         return self._power_w * ratio * ratio
+
+
+class PriorityLoad:
+    """A home's resistive load behind its own breaker, with the priority it is shed by.
+
+    The breaker is closed at start. Operating it calls ``notify`` with ``load:<name>:open`` or
+    ``load:<name>:close`` (the plant logs it); operating it in the state it is in changes nothing.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        priority: str,
+        power_w: float,
+        nominal_voltage_v: float,
+        notify: Callable[[str], None] = _ignore,
+    ) -> None:
+        self.name = name
+        self.priority = priority
+        self.rated_power_w = float(power_w)
+        self._vn = float(nominal_voltage_v)
+        self._notify = notify
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def nominal_voltage_v(self) -> float:
+        return self._vn
+
+    def open(self) -> None:
+        if self._closed:
+            self._closed = False
+            self._notify(f"load:{self.name}:open")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._notify(f"load:{self.name}:close")
+
+    @property
+    def nominal_w(self) -> float:
+        """Power drawn at nominal voltage while connected, W (0 with the breaker open)."""
+        return self.rated_power_w if self._closed else 0.0
+
+    def power_at(self, voltage_v: float) -> float:
+        """Power drawn at ``voltage_v`` (V^2 / R), W; 0 with the breaker open."""
+        if not self._closed:
+            return 0.0
+        ratio = voltage_v / self._vn
+        return self.rated_power_w * ratio * ratio
+
+
+class SiteLoads:
+    """Every home's priority loads, all on the home bus (one bus behind the PCC)."""
+
+    def __init__(self, loads: list[PriorityLoad]) -> None:
+        self.loads = loads
+        self.critical = [load for load in loads if load.priority == "critical"]
+
+    @property
+    def nominal_w(self) -> float:
+        """Power of the connected loads at nominal voltage, W."""
+        return sum(load.nominal_w for load in self.loads)
+
+    def power_at(self, voltage_v: float) -> float:
+        """Power the connected loads draw at ``voltage_v``, W."""
+        return sum(load.power_at(voltage_v) for load in self.loads)
+
+    def critical_power_at(self, voltage_v: float) -> float:
+        return sum(load.power_at(voltage_v) for load in self.critical)
+
+    @property
+    def critical_supplied(self) -> bool:
+        """Whether any critical load's breaker is closed (its circuit follows the bus)."""
+        return any(load.closed for load in self.critical)
