@@ -17,7 +17,7 @@ CAN_QUANTITIES = (
 )
 
 
-@pytest.mark.campaign("factory", "field", "ci")
+@pytest.mark.campaign("factory", "ci")
 def test_bms_can_conformance(site, node, bms, verdicts, evidence_dir):
     """Interface agreement, Annex B: while the harness sends the heartbeat on its cycle (standing
     in for the inverter), every message the BMS must send arrives with its DBC length, on its
@@ -86,7 +86,7 @@ def _heartbeat_seen_by_bms(bms) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.campaign("factory", "field", "ci")
+@pytest.mark.campaign("factory", "ci")
 def test_bms_soc_at_full_charge(
     site, node, inverter, bms, analyzer, verdicts, evidence_dir, restore_after
 ):

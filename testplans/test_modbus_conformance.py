@@ -18,7 +18,7 @@ CONFORMANCE = "modbus.conformance.violations"
 FUZZ = "modbus.invalid_write_accepted"
 
 
-@pytest.mark.campaign("factory", "field", "ci")
+@pytest.mark.campaign("factory", "ci")
 def test_inverter_modbus_conformance(node, inverter, verdicts, evidence_dir, pytestconfig):
     """SunSpec discovery chain, every point, read-only refusal, round trips (restored),
     out-of-range values, illegal addresses and request sizes of the inverter's interface."""
@@ -34,7 +34,7 @@ def test_inverter_modbus_conformance(node, inverter, verdicts, evidence_dir, pyt
     _record(verdicts, report, evidence_dir / f"{node}-inverter-modbus-conformance.json", node)
 
 
-@pytest.mark.campaign("factory", "field", "ci")
+@pytest.mark.campaign("factory", "ci")
 def test_site_modbus_conformance(site, verdicts, evidence_dir, pytestconfig):
     """Every site-level device reached through a register map of its own (PCC I/O module ...)."""
     verdicts.require(CONFORMANCE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.campaign("factory", "field", "ci")
+@pytest.mark.campaign("factory", "ci")
 def test_inverter_power_telemetry(site, node, inverter, analyzer, verdicts, restore_after):
     """IEEE 1547.1-2020 clause 6: at each operating point, after settling, the inverter's SunSpec
     active power agrees with the analyzer, as a percentage of rated power."""
@@ -30,7 +30,7 @@ def test_inverter_power_telemetry(site, node, inverter, analyzer, verdicts, rest
     )
 
 
-@pytest.mark.campaign("factory", "field", "ci")
+@pytest.mark.campaign("factory", "ci")
 def test_bms_voltage_current_telemetry(
     site, node, inverter, bms, analyzer, verdicts, restore_after
 ):
