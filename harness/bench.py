@@ -7,8 +7,8 @@ roles; nothing here tells them whether a device is virtual.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from harness.clock import Clock, RealClock, SimClock
 from harness.config.contract import Contract
 from harness.config.errors import ConfigErrors
 from harness.config.settings import Settings
-from harness.config.site import Site
+from harness.config.site import InstrumentConfig, Site
 from harness.config.units import to_unit
 from harness.devices.registry import DeviceRegistry, default_registry
 from harness.devices.roles import Bms, Breaker, GridSimulator, Inverter, PowerAnalyzer
@@ -27,6 +27,9 @@ class NodeDevices:
     name: str
     inverter: Inverter
     bms: Bms
+    fault_insertion: Any | None = None
+    """The bench's fault-insertion unit on this home's battery, if it has one
+    (harness.devices.fault_insertion)."""
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Bench:
     load_bank: Any | None
     pcc_breaker: Breaker | None
     _stack: ExitStack = field(default_factory=ExitStack)
+    expected_alarms: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per home, BMS alarms a running fault test provokes on purpose (see :meth:`provoking`)."""
 
     @property
     def nominal_voltage(self) -> float:
@@ -117,6 +122,58 @@ class Bench:
             poll=5.0,
         )
 
+    def bring_to_soc(
+        self, names: list[str], soc_pct: float, timeout: float, poll: float = 10.0
+    ) -> dict[str, float]:
+        """Charge or discharge the batteries of homes ``names`` at their inverters' rated power
+        until each BMS reports ``soc_pct`` (reaching or crossing it), then set that inverter to
+        0 W; returns the SoC each reported when it got there. Other homes are left as they are.
+
+        Raises TimeoutError naming the homes that did not get there within ``timeout`` s.
+        """
+        pending: dict[str, float] = {}  # name -> +1 discharging, -1 charging
+        reached: dict[str, float] = {}
+        for name in names:
+            node = self.nodes[name]
+            soc = node.bms.soc()
+            if soc == soc_pct:
+                reached[name] = soc
+                node.inverter.set_power(0.0)
+                continue
+            pending[name] = 1.0 if soc > soc_pct else -1.0
+            node.inverter.set_power(pending[name] * node.inverter.rated_power())
+
+        def arrived() -> bool:
+            for name, sign in list(pending.items()):
+                soc = self.nodes[name].bms.soc()
+                if (soc - soc_pct) * sign <= 0:
+                    self.nodes[name].inverter.set_power(0.0)
+                    reached[name] = soc
+                    del pending[name]
+            return not pending
+
+        if not self.clock.wait_until(arrived, timeout=timeout, poll=poll):
+            for name in pending:
+                self.nodes[name].inverter.set_power(0.0)
+            raise TimeoutError(
+                f"{', '.join(pending)}: not at {soc_pct:g} % SoC within {timeout:g} s"
+            )
+        return reached
+
+    @contextmanager
+    def provoking(self, names: list[str], alarms: set[str]) -> Iterator[None]:
+        """While the block runs, the BMSs of homes ``names`` raise ``alarms`` on purpose (a fault
+        test): the safety supervisor lets those alarms pass on those homes, and the temperature
+        they report too when ``overtemp`` is one of them. It still acts on every other alarm and
+        home. Keep the block open until the BMSs have cleared them again."""
+        before = dict(self.expected_alarms)
+        for name in names:
+            self.expected_alarms[name] = frozenset(alarms) | before.get(name, frozenset())
+        try:
+            yield
+        finally:
+            self.expected_alarms = before
+
     def restore(self) -> None:
         """Back to normal: grid nominal, PCC closed, island load off, units back in service.
 
@@ -158,7 +215,7 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
             vsite = VirtualSite.start(site, sim.lock)
             stack.callback(vsite.stop)
             sim.add_advancer(vsite.advance)
-            endpoints = vsite.endpoints
+            endpoints = vsite.endpoints | vsite.bench_endpoints
             clock = sim
         else:
             clock = RealClock()
@@ -179,6 +236,7 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
                 name=node.name,
                 inverter=build("inverter", f"{node.name}.inverter", node.inverter),
                 bms=build("bms", f"{node.name}.bms", node.bms),
+                fault_insertion=_fault_insertion(node, endpoints, build),
             )
         inst = site.spec.instruments
         bench = Bench(
@@ -198,6 +256,16 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
     except BaseException:
         stack.close()
         raise
+
+
+def _fault_insertion(node: Any, endpoints: dict[str, Any], build: Callable[..., Any]) -> Any:
+    """The home's fault-insertion unit: the one the site names, else the one a virtual battery
+    comes with, else none."""
+    key = f"{node.name}.fault_insertion"
+    cfg = node.fault_insertion
+    if cfg is None and key in endpoints:
+        cfg = InstrumentConfig(driver="modbus_fiu", endpoint=endpoints[key])
+    return build("fault_insertion", key, cfg) if cfg is not None else None
 
 
 Builder = Callable[..., Any]

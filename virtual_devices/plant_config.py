@@ -13,6 +13,8 @@ from harness.config.errors import ConfigErrors
 from harness.config.settings import Settings
 from harness.config.site import Site
 from virtual_devices.defects import AppliedDefect, defects_for
+from virtual_devices.plant.bms_logic import load_bms_settings
+from virtual_devices.plant.island_params import GridFormingParams, LoadParams
 from virtual_devices.plant.params import (
     TRIP_FUNCTIONS,
     BatteryParams,
@@ -76,6 +78,77 @@ def _protection_defects(site: Site, defects: list[AppliedDefect], node: str) -> 
     return out
 
 
+OVERCURRENT = ("charge_overcurrent", "discharge_overcurrent")
+"""The protections a ``protection_delay`` on ``overcurrent`` delays."""
+
+
+def _bms_defects(site: Site, defects: list[AppliedDefect], node: str) -> dict[str, Any]:
+    """The BMS's protection defects (data/defects/bms_faults.yaml) as BatteryParams keywords."""
+    out: dict[str, Any] = {}
+    delays: dict[str, float] = {}
+    known = load_bms_settings().names
+    for d in defects:
+        if d.node != node or d.role != "bms":
+            continue
+        if d.kind == "protection_delay":
+            name = str(d.extra["protection"]).lower()
+            names = OVERCURRENT if name == "overcurrent" else (name,)
+            if not set(names) <= set(known):
+                raise ConfigErrors.single(
+                    site.path,
+                    f"protection_delay: unknown protection {d.extra['protection']!r}; "
+                    f"expected one of: overcurrent, {', '.join(known)}",
+                    None,
+                    "defects",
+                )
+            for one in names:
+                delays[one] = delays.get(one, 0.0) + d.value
+        elif d.kind == "ignore_heartbeat_loss":
+            if d.value not in (0.0, 1.0):
+                raise ConfigErrors.single(
+                    site.path,
+                    f"ignore_heartbeat_loss: value is 1 (ignores it) or 0, not {d.value:g}",
+                    None,
+                    "defects",
+                )
+            out["ignore_heartbeat_loss"] = d.value == 1.0
+    if delays:
+        out["protection_delays_s"] = delays
+    return out
+
+
+GRID_FORMING_DEFECTS = {"transfer_delay": "transfer_delay_s", "standby_drain": "standby_drain_w"}
+"""Defect kinds of a grid-forming inverter -> the GridFormingParams field each sets."""
+
+
+def _grid_forming(
+    site: Site, node: str, defects: dict[str, AppliedDefect]
+) -> GridFormingParams | None:
+    """The node's grid-forming parameters (None: grid-following only), with their defects."""
+    cfg = site.node(node).inverter.virtual.grid_forming
+    given = {kind: d for kind, d in defects.items() if kind in GRID_FORMING_DEFECTS}
+    if cfg is None:
+        if given:
+            raise ConfigErrors.single(
+                site.path,
+                f"{', '.join(sorted(given))}: {node}.inverter cannot form an island (give it "
+                "'virtual.grid_forming')",
+                None,
+                "defects",
+            )
+        return None
+    return GridFormingParams(
+        mode=cfg.mode,
+        enabled=cfg.enabled,
+        detection_s=cfg.detection,
+        transfer_s=cfg.transfer,
+        voltage_ramp_s=cfg.voltage_ramp,
+        frequency_droop_pct=cfg.frequency_droop,
+        reserve_soc_pct=cfg.reserve_soc,
+        **{GRID_FORMING_DEFECTS[kind]: d.value for kind, d in given.items()},
+    )
+
+
 def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
     """Translate the site file (and its defects) into the plant's physical parameters."""
     settings = _settings(site)
@@ -109,6 +182,7 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
                     anti_islanding_detection_s=inv.virtual.anti_islanding_detection,
                     efficiency=inv.virtual.efficiency,
                     anti_islanding_delay_s=island.value if island else None,
+                    grid_forming=_grid_forming(site, node.name, inv_defects),
                     **_protection_defects(site, defects, node.name),
                 ),
                 battery=BatteryParams(
@@ -117,11 +191,15 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
                     initial_soc_pct=battery.initial_soc,
                     resistance_ohm=battery.resistance,
                     ambient_c=battery.ambient,
+                    thermal_capacity_j_per_c=battery.thermal_capacity,
+                    thermal_resistance_c_per_w=1.0 / battery.cooling,
                     charge_voltage_limit_v=battery.charge_voltage_limit,
                     discharge_voltage_limit_v=battery.discharge_voltage_limit,
                     max_charge_current_a=battery.max_charge_current,
                     max_discharge_current_a=battery.max_discharge_current,
+                    **_bms_defects(site, defects, node.name),
                 ),
+                loads=[LoadParams(ld.name, ld.priority, ld.power) for ld in node.loads],
             )
         )
     load = site.spec.island_load

@@ -23,8 +23,10 @@ from harness.config.site import (
     VisaEndpoint,
 )
 from harness.transports.aioloop import LoopThread
+from harness.transports.can import load_database
 from virtual_devices.defects import AppliedDefect, defects_for, parse_defects
 from virtual_devices.endpoints.bms import VirtualBms
+from virtual_devices.endpoints.fault_insertion import FaultInsertionEndpoint
 from virtual_devices.endpoints.instruments import (
     GridSimulatorHandler,
     LoadBankHandler,
@@ -32,6 +34,7 @@ from virtual_devices.endpoints.instruments import (
     build_instrument,
 )
 from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint, defect_options
+from virtual_devices.endpoints.inverter_can import InverterHeartbeat
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
 from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
 from virtual_devices.plant.plant import Plant
@@ -60,14 +63,32 @@ class VirtualSite:
     lock: Any
     loop: LoopThread
     endpoints: dict[str, Any] = field(default_factory=dict)
+    bench_endpoints: dict[str, Any] = field(default_factory=dict)
+    """Test equipment the virtual batteries come with (``<node>.fault_insertion``): not devices
+    of the site, so not in ``endpoints`` (nor in ``harness site up``'s endpoints file)."""
     _bms: list[VirtualBms] = field(default_factory=list)
+    _heartbeats: list[InverterHeartbeat] = field(default_factory=list)
+    _inverter_heartbeat: bool = True
     _servers: list[Any] = field(default_factory=list)
 
     @classmethod
-    def start(cls, site: Site, lock: Any, can_bus: BusFactory = sim_time_bus) -> VirtualSite:
+    def start(
+        cls,
+        site: Site,
+        lock: Any,
+        can_bus: BusFactory = sim_time_bus,
+        inverter_heartbeat: bool | None = None,
+    ) -> VirtualSite:
+        """``inverter_heartbeat``: whether the virtual inverters send their heartbeat on their
+        BMS's bus. By default they do on the in-process (simulated-time) site, as on a real one;
+        out of process (``harness site up``) the buses are shared with outside clients, which
+        stand in for the inverter's CAN side (see realtime.CanShare)."""
         defects = parse_defects(site)
         plant = Plant(plant_params(site, defects))
         vsite = cls(site=site, plant=plant, lock=lock, loop=LoopThread("virtual-site"))
+        if inverter_heartbeat is None:
+            inverter_heartbeat = can_bus is sim_time_bus
+        vsite._inverter_heartbeat = inverter_heartbeat
         try:
             vsite._start_endpoints(defects, can_bus)
         except BaseException:
@@ -117,6 +138,7 @@ class VirtualSite:
                 self.endpoints[f"{node.name}.bms"] = CanEndpoint(
                     transport="can", interface="virtual", channel=channel, bitrate=None
                 )
+                self._battery_bench(node, pnode, bms, can_bus, channel)
         inst = self.site.spec.instruments
         self._instrument("grid", inst.grid, GridSimulatorHandler)
         self._instrument("analyzer", inst.analyzer, PowerAnalyzerHandler)
@@ -129,6 +151,41 @@ class VirtualSite:
             self.endpoints["pcc_breaker"] = ModbusTcpEndpoint(
                 transport="modbus_tcp", host=HOST, port=io.port, unit=io.unit
             )
+
+    def _battery_bench(
+        self, node: Any, pnode: Any, bms: VirtualBms, can_bus: BusFactory, channel: str
+    ) -> None:
+        """What sits around a virtual battery: its virtual inverter's CAN heartbeat on the BMS's
+        bus (as on a real site, the inverter sends it), and a fault-insertion unit on its BMS's
+        sense lines and that CAN link, unless the site names a real one."""
+        link: InverterHeartbeat | None = None
+        heartbeat = bms.binding.heartbeat
+        virtual_inverter = node.inverter.endpoint.transport == "virtual"
+        if virtual_inverter and heartbeat is not None and self._inverter_heartbeat:
+            bus = can_bus(channel)
+            try:
+                link = InverterHeartbeat(bus, load_database(bms.binding.dbc), heartbeat)
+            except BaseException:
+                bus.shutdown()
+                raise
+            self._heartbeats.append(link)
+        fiu = node.fault_insertion
+        logic = getattr(pnode.battery, "bms", None)
+        if logic is None or (fiu is not None and fiu.endpoint.transport != "virtual"):
+            return
+        server = FaultInsertionEndpoint(
+            f"{node.name}.fault_insertion",
+            logic,
+            link,
+            self.plant.mark_event,
+            lock=self.lock,
+            loop=self.loop,
+        )
+        server.start()
+        self._servers.append(server)
+        self.bench_endpoints[f"{node.name}.fault_insertion"] = ModbusTcpEndpoint(
+            transport="modbus_tcp", host=HOST, port=server.port, unit=server.unit
+        )
 
     def _instrument(self, key: str, cfg: InstrumentConfig, kind: Any) -> None:
         if cfg.endpoint.transport != "virtual":
@@ -145,15 +202,25 @@ class VirtualSite:
         )
 
     def advance(self, until: float) -> None:
-        """Step the plant and the CAN nodes together: each frame carries its due time's values."""
+        """Step the plant and the CAN nodes together: each frame carries its due time's values.
+
+        The inverters' heartbeats go out before the BMSs read their buses at the same instant.
+        """
+        heartbeats = self._heartbeats
         while True:
             due = min((b.node.next_due() for b in self._bms), default=until)
+            if heartbeats:
+                due = min(due, min(h.next_due() for h in heartbeats))
             if due > until:
                 break
             self.plant.advance(due)
+            for heartbeat in heartbeats:
+                heartbeat.advance(due)
             for bms in self._bms:
                 bms.advance(due)
         self.plant.advance(until)
+        for heartbeat in heartbeats:
+            heartbeat.advance(until)
         for bms in self._bms:
             bms.advance(until)
 
@@ -163,4 +230,6 @@ class VirtualSite:
                 server.stop()
         for bms in self._bms:
             bms.close()
+        for heartbeat in self._heartbeats:
+            heartbeat.close()
         self.loop.stop()

@@ -7,6 +7,7 @@ converted to the quantity's unit once, here, so the verdict step compares plain 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from harness.config.errors import ConfigErrors
 from harness.config.quantities import catalogue
 from harness.config.scorecard import Scorecard
 from harness.config.settings import Settings
-from harness.config.units import UnitError, to_unit
+from harness.config.units import Percent, Seconds, UnitError, to_unit
 from harness.config.validation import validate
 from harness.config.yamlsrc import load_yaml
 
@@ -120,6 +121,76 @@ class ProfileInfo(BaseModel):
     source: str | None = None
 
 
+class SocBand(BaseModel):
+    """The state-of-charge band the units must operate in, %."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: Percent
+    max: Percent
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SocBand:
+        if not 0 <= self.min < self.max <= 100:
+            raise ValueError(f"expected 0 % <= min < max <= 100 %, got {self.min} .. {self.max}")
+        return self
+
+
+class CriticalLoad(BaseModel):
+    """Critical-load endurance as the contract defines it: carried from ``starting_soc`` (of
+    the grid-forming units' batteries) for ``duration`` (the clause on
+    island.critical_load_duration holds the limit; the scenario observes this long)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    starting_soc: Percent = Field(ge=0, le=100)
+    duration: Seconds = Field(gt=0)
+
+
+class Definitions(BaseModel):
+    """Terms the contract defines and scenarios measure against (limits stay in clauses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    soc_band: SocBand | None = None
+    critical_load: CriticalLoad | None = None
+
+    def merged(self, override: Definitions) -> Definitions:
+        """``override``'s terms replace these, term by term."""
+        given = {k: v for k, v in override if v is not None}
+        return self.model_copy(update=given)
+
+
+class ApprovedEquipment(BaseModel):
+    """A unit the contract approves for the site. A field check compares what each unit says
+    about itself (SunSpec model 1, the BMS's identity frames) with these entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["inverter", "bms"]
+    manufacturer: str = Field(min_length=1)
+    model: str | None = None
+    min_firmware: str | None = None
+    """The oldest firmware accepted, compared number by number: "1.4" accepts 1.4.2 and 1.10."""
+
+    @field_validator("min_firmware", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError(f'got the number {value}; quote a version: "1.10" (1.10 is 1.1)')
+        return str(value) if isinstance(value, int) else value
+
+    def accepts_firmware(self, firmware: str) -> bool:
+        """Whether ``firmware`` is at least ``min_firmware`` (numbers in order, text ignored)."""
+        if self.min_firmware is None:
+            return True
+        return _version(firmware) >= _version(self.min_firmware)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text))
+
+
 class ContractFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -127,7 +198,9 @@ class ContractFile(BaseModel):
     profile: ProfileInfo | None = None
     extends: str | None = None
     settings: Settings | None = None
+    definitions: Definitions | None = None
     scorecard: Scorecard | None = None
+    approved_equipment: list[ApprovedEquipment] | None = None
     clauses: list[Clause] = Field(default_factory=list)
 
     @field_validator("clauses")
@@ -150,6 +223,8 @@ class Contract(BaseModel):
     clauses: tuple[Clause, ...]
     settings: Settings | None
     scorecard: Scorecard | None = None
+    definitions: Definitions | None = None
+    approved_equipment: tuple[ApprovedEquipment, ...] = ()
     files: tuple[Path, ...]
     sha256: str
 
@@ -183,8 +258,15 @@ def load_contract(path: Path) -> Contract:
     clauses: dict[str, Clause] = {}
     settings: Settings | None = None
     scorecard: Scorecard | None = None
+    definitions: Definitions | None = None
+    approved: tuple[ApprovedEquipment, ...] = ()
     for _, loaded in reversed(chain):  # profile first, contract overrides
         scorecard = loaded.scorecard or scorecard
+        if loaded.approved_equipment is not None:  # the nearest file's list replaces the others
+            approved = tuple(loaded.approved_equipment)
+        if loaded.definitions is not None:
+            own = loaded.definitions
+            definitions = own if definitions is None else definitions.merged(own)
         for clause in loaded.clauses:
             clauses[clause.id] = clause
         if loaded.settings is not None:
@@ -197,6 +279,8 @@ def load_contract(path: Path) -> Contract:
         clauses=tuple(clauses.values()),
         settings=settings,
         scorecard=scorecard,
+        definitions=definitions,
+        approved_equipment=approved,
         files=tuple(p for p, _ in chain),
         sha256=digest.hexdigest(),
     )

@@ -80,11 +80,26 @@ class IdentityConfig(_Strict):
     firmware: str = ""
 
 
+class GridFormingConfig(_Strict):
+    """A virtual inverter that can form an intentional island (virtual_devices/plant/
+    grid_forming.py). ``enabled``: intentional islanding on at start (SunSpec 702 IntIslandCat
+    switches it at run time); off, the unit is grid-following in every respect."""
+
+    mode: Literal["droop", "isochronous"] = "droop"
+    enabled: bool = False
+    detection: Seconds = 0.02
+    transfer: Seconds = 0.02
+    voltage_ramp: Seconds = 0.01
+    frequency_droop: Percent = Field(1.0, gt=0, le=10)
+    reserve_soc: Percent = Field(10.0, ge=0, lt=100)
+
+
 class InverterVirtual(_Strict):
     """Behaviour of a virtual inverter (ignored for real endpoints)."""
 
     anti_islanding_detection: Seconds = 0.5
     efficiency: float = Field(0.96, gt=0, le=1)
+    grid_forming: GridFormingConfig | None = None
 
 
 class InverterConfig(_Strict):
@@ -106,24 +121,54 @@ class BmsConfig(_Strict):
 
 
 class BatteryConfig(_Strict):
-    """The virtual battery behind a virtual BMS."""
+    """The virtual battery behind a virtual BMS.
+
+    ``thermal_capacity`` (J/degC) and ``cooling`` (W/degC, to ambient) shape its first-order
+    thermal model; what its BMS decides (derating, protections) is virtual_devices data.
+    """
 
     cells_in_series: int = Field(15, ge=1)
     capacity: AmpHours = 100.0
     initial_soc: Percent = 60.0
     resistance: Ohms = 0.02
     ambient: Celsius = 25.0
+    thermal_capacity: float = Field(40000.0, gt=0)
+    cooling: float = Field(8.0, gt=0)
     charge_voltage_limit: Volts
     discharge_voltage_limit: Volts
     max_charge_current: float = Field(100.0, gt=0)
     max_discharge_current: float = Field(100.0, gt=0)
 
 
+class LoadConfig(_Strict):
+    """A home's load behind its own breaker (virtual sites: resistive, ``power`` at nominal)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    priority: Literal["critical", "essential", "deferrable"]
+    power: Watts
+
+
 class NodeConfig(_Strict):
+    """One home. ``fault_insertion``: the bench's fault-insertion unit on its battery (BMS sense
+    lines, the inverter's CAN link), e.g. ``{driver: modbus_fiu, endpoint: {transport:
+    modbus_tcp, host: ...}, options: {map: ../maps/bms-fiu.yaml}}``; a virtual battery comes with
+    a virtual one when none is named."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     inverter: InverterConfig
     bms: BmsConfig
     battery: BatteryConfig | None = None
+    loads: list[LoadConfig] = Field(default_factory=list)
+    fault_insertion: InstrumentConfig | None = None
+
+    @field_validator("loads")
+    @classmethod
+    def _unique_loads(cls, loads: list[LoadConfig]) -> list[LoadConfig]:
+        names = [load.name for load in loads]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"load names must be unique in a home; repeated: {', '.join(dupes)}")
+        return loads
 
 
 class InstrumentConfig(_Strict):
@@ -233,6 +278,8 @@ class Site(BaseModel):
         out: list[Any] = []
         for node in self.spec.nodes:
             out += [node.inverter.endpoint, node.bms.endpoint]
+            if node.fault_insertion is not None:
+                out.append(node.fault_insertion.endpoint)
         instruments = self.spec.instruments
         for inst in (
             instruments.grid,

@@ -1,5 +1,6 @@
 """The ``sunspec`` driver of the :class:`Inverter` role: an inverter reached through its SunSpec
-Modbus map (models 1, 701, 702, 704), discovered from the device itself.
+Modbus map (models 1, 701, 702, 704; 703, 713, 802 where present), discovered from the
+device itself.
 
 Values are read fresh with their scale factors on every call. Failures become
 :class:`DeviceError` naming the device and what failed; a write the write guard refuses raises
@@ -29,6 +30,17 @@ ROLE_STATE = {
 VOLTAGE_POINTS = ("DERMeasureAC.LNV", "DERMeasureAC.VL1", "DERMeasureAC.LLV")
 WSET = "DERCtlAC.WSet"
 CONTROL_POINTS = ("DERCtlAC.WSetEna", "DERCtlAC.WSetMod", WSET)
+# SunSpec 703 point -> (name in a profile's settings.enter_service, factor to the profile's unit).
+ENTER_SERVICE = {
+    "DEREnterService.ESVHi": ("voltage_high", 0.01),  # % of nominal voltage -> pu
+    "DEREnterService.ESVLo": ("voltage_low", 0.01),
+    "DEREnterService.ESHzHi": ("frequency_high", 1.0),
+    "DEREnterService.ESHzLo": ("frequency_low", 1.0),
+    "DEREnterService.ESDlyTms": ("delay", 1.0),
+    "DEREnterService.ESRmpTms": ("ramp", 1.0),
+}
+# What the unit reports of its battery: quantity -> points in order of preference (802, 713).
+STORAGE_POINTS = {"soc": ("battery.SoC", "DERStorageCapacity.SoC"), "voltage": ("battery.V",)}
 
 
 class SunSpecInverter(Inverter):
@@ -123,7 +135,56 @@ class SunSpecInverter(Inverter):
         """ON, OFF or TRIPPED, from the device's InvSt (see ROLE_STATE)."""
         return ROLE_STATE[self.raw_state()]
 
+    def enter_service_settings(self) -> dict[str, float]:
+        """The enter-service settings the unit reports (SunSpec 703), named and scaled as a
+        profile's ``settings.enter_service``: voltages in pu, frequencies in Hz, times in s.
+        Settings the device does not implement are left out; without model 703, DeviceError."""
+        present = [p for p in ENTER_SERVICE if p in self.device.regmap]
+        if not present:
+            raise DeviceError(f"{self.name}: no enter-service settings (SunSpec model 703)")
+        values = self._read_many(present, "enter-service settings (model 703)")
+        return {
+            ENTER_SERVICE[p][0]: v * ENTER_SERVICE[p][1]
+            for p, v in values.items()
+            if isinstance(v, float)
+        }
+
+    def storage_readings(self) -> dict[str, float]:
+        """What the unit itself reports of its battery (SunSpec 802, SoC also 713): ``soc`` %,
+        ``voltage`` V. Those the device does not implement are left out."""
+        wanted = {
+            q: [p for p in points if p in self.device.regmap]
+            for q, points in STORAGE_POINTS.items()
+        }
+        names = [p for points in wanted.values() for p in points]
+        values = self._read_many(names, "battery readings (models 802, 713)") if names else {}
+        out: dict[str, float] = {}
+        for quantity, points in wanted.items():
+            found = [v for p in points if isinstance(v := values[p], float)]
+            if found:
+                out[quantity] = found[0]
+        return out
+
+    def power_control(self) -> dict[str, Value]:
+        """The active-power control as the device holds it now (704 WSetEna, WSetMod, WSet),
+        to be put back with :meth:`restore_power_control` after a step that changed it."""
+        present = [p for p in CONTROL_POINTS if p in self.device.regmap]
+        values = self._read_many(present, "active-power control (model 704)")
+        return {name: value for name, value in values.items() if value is not None}
+
     # -- commands ---------------------------------------------------------------------------
+
+    def restore_power_control(self, saved: Mapping[str, Value]) -> None:
+        """Write back what :meth:`power_control` read (the unit as it was found)."""
+        self._guard_setpoint()
+        try:
+            self.device.write_many(dict(saved))
+        except WriteRefused as exc:
+            raise WriteRefused(f"{self.name}: {exc}") from None
+        except ModbusError as exc:
+            raise DeviceError(
+                f"{self.name}: restoring the active-power control failed: {exc}"
+            ) from exc
 
     def _guard_setpoint(self) -> None:
         """Give WSet the range +-rated power if the map does not declare one yet."""

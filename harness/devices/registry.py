@@ -72,6 +72,20 @@ def _coil_breaker(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -
     )
 
 
+def _modbus_fiu(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
+    from pathlib import Path
+
+    from harness.devices.fault_insertion import DEFAULT_MAP, ModbusFaultInsertion
+
+    client = _modbus_client(key, endpoint)
+    map_path = site.resolve(Path(cfg.options["map"])) if "map" in cfg.options else DEFAULT_MAP
+    try:
+        return ModbusFaultInsertion.from_map(key, client, map_path, endpoint.unit)
+    except BaseException:
+        client.close()
+        raise
+
+
 def _dbc_bms(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
     from harness.devices.bms import DbcBms, load_bms_map
     from harness.transports.can import CanTransport, load_database, open_bus
@@ -148,6 +162,7 @@ def default_registry() -> DeviceRegistry:
     registry.register("inverter", "sunspec", _sunspec_inverter)
     registry.register("bms", "dbc", _dbc_bms)
     registry.register("breaker", "modbus_coil", _coil_breaker)
+    registry.register("fault_insertion", "modbus_fiu", _modbus_fiu)
     # Every instrument dialect (a data file per family: scpi, chroma-61800, yokogawa-wt1800 ...)
     # registers the table-driven SCPI driver of each role it serves, under the family's name.
     from harness.transports.dialects import available, load_dialect

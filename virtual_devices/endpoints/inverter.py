@@ -14,6 +14,12 @@ so a reset is accepted and has nothing to do). Writes to other writable points a
 ILLEGAL_ADDRESS: this virtual inverter does not implement those controls (802 ``SetOp`` and
 ``SetInvState`` are served as the present state, CONNECT and STARTED/STANDBY/STOPPED).
 
+Intentional islanding (a grid-forming plant unit, virtual_devices/plant/grid_forming.py): 702
+``IntIslandCatRtg`` rates INT_ISL_CAPABLE (plus ISOCH_CAPABLE in isochronous mode; nothing for a
+grid-following unit); 702 ``IntIslandCat`` is the setting, writable with any subset of the
+rated bits (others: ILLEGAL_VALUE), and intentional islanding is on while it holds
+INT_ISL_CAPABLE; 701 ``DERMode`` reports GRID_FORMING while the unit holds an island.
+
 Defect hooks (catalogue: ``virtual_devices/data/defects/modbus.yaml``; :func:`defect_options`
 turns a site's defects into the keyword arguments below):
 
@@ -193,6 +199,7 @@ class SunSpecInverterEndpoint:
         self._wset_pct = 0.0
         self._ctrl_hb: float | None = None
         self._set_op = 1.0  # CONNECT: the battery is connected and stays so
+        self._island_cat: int | None = None  # 702 IntIslandCat as last written
         self._limits = {
             name: self._widened(low, high)
             for name, (low, high) in (
@@ -325,6 +332,7 @@ class SunSpecInverterEndpoint:
         st = self.regmap.point("DERMeasureAC.St").symbols
         mode = self.regmap.point("DERMeasureAC.DERMode").symbols
         on = inv.state == "ON"
+        forming = bool(getattr(inv, "forming", False))
         w = float(inv.power_w) * self.power_reading_gain
         var = float(getattr(inv, "reactive_power_var", 0.0))
         va = math.hypot(w, var)
@@ -339,7 +347,9 @@ class SunSpecInverterEndpoint:
             "DERMeasureAC.InvSt": float(m[self._inv_state()]),
             "DERMeasureAC.ConnSt": float(conn["CONNECTED" if on else "DISCONNECTED"]),
             "DERMeasureAC.Alrm": 0.0,
-            "DERMeasureAC.DERMode": float(1 << mode["GRID_FOLLOWING"]),
+            "DERMeasureAC.DERMode": float(
+                1 << mode["GRID_FORMING" if forming else "GRID_FOLLOWING"]
+            ),
             "DERMeasureAC.W": w,
             "DERMeasureAC.VA": va,
             "DERMeasureAC.Var": var,
@@ -371,7 +381,34 @@ class SunSpecInverterEndpoint:
             "DERCapacity.VAMax": self._rated,
             "DERCapacity.VNom": self._vnom,
             "DERCapacity.AMax": rated_a,
+            "DERCapacity.IntIslandCatRtg": float(self._island_rating()),
+            "DERCapacity.IntIslandCat": float(self._island_setting()),
         }
+
+    def _island_rating(self) -> int:
+        """702 IntIslandCatRtg: the intentional-island categories the unit can operate in."""
+        gf = getattr(self.node.inverter.params, "grid_forming", None)
+        if gf is None:
+            return 0
+        bits = self.regmap.point("DERCapacity.IntIslandCatRtg").symbols
+        rating = 1 << bits["INT_ISL_CAPABLE"]
+        return rating | (1 << bits["ISOCH_CAPABLE"]) if gf.mode == "isochronous" else rating
+
+    def _island_setting(self) -> int:
+        """702 IntIslandCat: the rated categories while intentional islanding is on, else 0."""
+        if self._island_cat is not None:
+            return self._island_cat
+        return self._island_rating() if getattr(self.node.inverter, "island_enabled", False) else 0
+
+    def _write_island_setting(self, value: float) -> None:
+        rating = self._island_rating()
+        if value != int(value) or int(value) & ~rating:
+            raise ValueError(f"IntIslandCat {value:g}: only the rated categories {rating}")
+        bits = self.regmap.point("DERCapacity.IntIslandCat").symbols
+        self._island_cat = int(value)
+        inverter: Any = self.node.inverter
+        if rating:
+            inverter.set_island_enabled(bool(self._island_cat & (1 << bits["INT_ISL_CAPABLE"])))
 
     def _enter_service(self) -> dict[str, Value]:
         es = self.node.inverter.params.enter_service
@@ -462,6 +499,9 @@ class SunSpecInverterEndpoint:
         elif name == "DERCtlAC.WSetPct":
             self._check_range(name, value)
             self._wset_pct = value
+        elif name == "DERCapacity.IntIslandCat":
+            self._write_island_setting(value)
+            return
         elif name == "battery.CtrlHb":
             self._ctrl_hb = value
             return

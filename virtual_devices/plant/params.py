@@ -12,11 +12,15 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from virtual_devices.plant.island_params import GridFormingParams, LoadParams
+
 TRIP_FUNCTIONS: tuple[str, ...] = ("ov2", "ov1", "uv1", "uv2", "of2", "of1", "uf1", "uf2")
 """Trip function names: over/under voltage (threshold in pu), over/under frequency (in Hz)."""
 
 DEFAULT_OCV_CURVE = Path(__file__).resolve().parent.parent / "data" / "lfp_ocv.yaml"
 """The LFP cell open-circuit-voltage table shipped with the virtual devices."""
+DEFAULT_BMS_SETTINGS = Path(__file__).resolve().parent.parent / "data" / "bms_logic.yaml"
+"""The BMS behaviour (derating, protections, contactor) shipped with the virtual devices."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -74,7 +78,8 @@ class InverterParams:
     time the unit actually applies; ``enter_service_delay_s`` and ``enter_service_ramp_s`` are the
     delay and ramp period it actually applies; ``ignore_enter_service_window`` makes it run its
     enter-service delay on any live grid, inside the window or not. ``setpoint_ramp_w_per_s``
-    defaults to rated power per second.
+    defaults to rated power per second. ``grid_forming`` makes it a unit that can form an
+    intentional island (see island_params.GridFormingParams).
     """
 
     rated_power_w: float
@@ -90,6 +95,7 @@ class InverterParams:
     enter_service_delay_s: float | None = None
     enter_service_ramp_s: float | None = None
     ignore_enter_service_window: bool = False
+    grid_forming: GridFormingParams | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -150,10 +156,16 @@ class InverterParams:
 
 @dataclass(kw_only=True)
 class BatteryParams:
-    """A pack of series LFP cells.
+    """A pack of series LFP cells and its BMS.
 
     Keyword-only because the pack's voltage and current limits (product data from the site file)
-    have no sensible defaults, yet follow fields that do.
+    have no sensible defaults, yet follow fields that do. Thermal defaults: about 40 kg of pack
+    at about 1 kJ/(kg degC), cooled by natural convection at 8 W/degC (0.125 degC/W), so 1 C
+    through 20 mOhm (200 W) settles 25 degC above ambient with a time constant near 1.4 h.
+    ``bms_settings_file`` is what its BMS decides (virtual_devices/plant/bms_logic.py; None: a
+    pack without BMS logic, limits at rated until full or empty). Defect hooks (data/defects/
+    bms_faults.yaml): ``protection_delays_s`` (protection -> extra seconds before it responds)
+    and ``ignore_heartbeat_loss``.
     """
 
     cells_in_series: int = 15
@@ -162,13 +174,16 @@ class BatteryParams:
     resistance_ohm: float = 0.02
     soh_pct: float = 100.0
     ambient_c: float = 25.0
-    thermal_resistance_c_per_w: float = 0.5
-    thermal_capacity_j_per_c: float = 20000.0
+    thermal_resistance_c_per_w: float = 0.125
+    thermal_capacity_j_per_c: float = 40000.0
     charge_voltage_limit_v: float
     discharge_voltage_limit_v: float
     max_charge_current_a: float
     max_discharge_current_a: float
     ocv_curve_file: Path = field(default_factory=lambda: DEFAULT_OCV_CURVE)
+    bms_settings_file: Path | None = field(default_factory=lambda: DEFAULT_BMS_SETTINGS)
+    protection_delays_s: dict[str, float] = field(default_factory=dict)
+    ignore_heartbeat_loss: bool = False
 
     def __post_init__(self) -> None:
         self.ocv_curve_file = Path(self.ocv_curve_file)
@@ -187,6 +202,10 @@ class BatteryParams:
             self.max_charge_current_a >= 0 and self.max_discharge_current_a >= 0,
             "current limits must be >= 0 A",
         )
+        if self.bms_settings_file is not None:
+            self.bms_settings_file = Path(self.bms_settings_file)
+        for name, seconds in self.protection_delays_s.items():
+            _require(_finite(seconds) and seconds >= 0, f"protection delay {name!r} must be >= 0 s")
 
 
 @dataclass
@@ -203,11 +222,12 @@ class IslandLoadParams:
 
 @dataclass
 class NodeParams:
-    """One home: an inverter and its battery pack."""
+    """One home: an inverter and its battery pack, and its loads (see island_params)."""
 
     name: str
     inverter: InverterParams
     battery: BatteryParams
+    loads: list[LoadParams] = field(default_factory=list)
 
 
 @dataclass

@@ -20,6 +20,8 @@ Home bus physics:
   anti-islanding detection to clear.
 * Islanded, nothing energizing: the bus voltage decays exponentially from its last value with the
   same time constant (5 ms without load) and the frequency keeps its last value.
+* The homes' priority loads (resistive, behind their breakers) add to the island's load.
+* Islanded and held by grid-forming units: see virtual_devices.plant.grid_forming.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ from dataclasses import dataclass
 from virtual_devices.plant.battery import Battery
 from virtual_devices.plant.breaker import Breaker
 from virtual_devices.plant.grid import GridSource
+from virtual_devices.plant.grid_forming import (
+    GridFormingInverter,
+    IslandController,
+    island_channels,
+)
 from virtual_devices.plant.inverter import GridFollowingInverter
-from virtual_devices.plant.load import IslandLoad
-from virtual_devices.plant.params import PlantParams
+from virtual_devices.plant.load import IslandLoad, PriorityLoad, SiteLoads
+from virtual_devices.plant.params import InverterParams, PlantParams
 from virtual_devices.plant.recorder import Recorder, unknown_channel
 
 
@@ -68,17 +75,31 @@ class Plant:
         )
         self.nodes: dict[str, Node] = {}
         for node_params in params.nodes:
-            battery = Battery(node_params.battery)
-            inverter = GridFollowingInverter(
-                node_params.inverter,
-                battery,
-                name=f"{node_params.name}.inverter",
-                emit=self._emit,
-                notify=self.mark_event,
+            battery = Battery(
+                node_params.battery, name=f"{node_params.name}.battery", emit=self._emit
             )
+            inverter = self._make_inverter(node_params.name, node_params.inverter, battery)
             self.nodes[node_params.name] = Node(node_params.name, inverter, battery)
         self._pairs = [(node.inverter, node.battery) for node in self.nodes.values()]
+        self._batteries = [node.battery for node in self.nodes.values()]
         self._inverters = [node.inverter for node in self.nodes.values()]
+        self.loads = SiteLoads(
+            [
+                PriorityLoad(
+                    f"{n.name}.load.{ld.name}", ld.priority, ld.power_w, self._vn, self._emit
+                )
+                for n in params.nodes
+                for ld in n.loads
+            ]
+        )
+        self.island = IslandController(
+            [inv for inv in self._inverters if isinstance(inv, GridFormingInverter)],
+            self._inverters,
+            self.loads,
+            self._vn,
+            self._fn,
+            self._emit,
+        )
         self._connected = True
         self._bus_v = self.grid.voltage_v
         self._bus_f = self.grid.frequency_hz
@@ -90,6 +111,19 @@ class Plant:
             if inverter.in_service_window(self._bus_v, self._bus_f):
                 inverter.start_in_service()
         self._settle()
+
+    def _make_inverter(
+        self, node: str, params: InverterParams, battery: Battery
+    ) -> GridFollowingInverter:
+        """A grid-following unit, or a grid-forming one if its parameters say it can form."""
+        name = f"{node}.inverter"
+        if params.grid_forming is not None:
+            return GridFormingInverter(
+                params, battery, name, self._emit, self.mark_event, pcc=self.pcc, grid=self.grid
+            )
+        return GridFollowingInverter(
+            params, battery, name=name, emit=self._emit, notify=self.mark_event
+        )
 
     # -- readings ----------------------------------------------------------------------------
 
@@ -115,7 +149,7 @@ class Plant:
         exported = 0.0
         for inverter in self._inverters:
             exported += inverter.power_w
-        return self.island_load.power_at(self._bus_v) - exported
+        return self.island_load.power_at(self._bus_v) + self.loads.power_at(self._bus_v) - exported
 
     def channel(self, name: str) -> float:
         """Instantaneous value of a recorder channel (see :meth:`Recorder.channels`)."""
@@ -147,15 +181,18 @@ class Plant:
         if self._connected:
             self._bus_v = self.grid.voltage_v
             self._bus_f = self.grid.frequency_hz
+            self.island.grid_back()
         self._update_discrete(t)
         for inverter, battery in self._pairs:
             inverter.update_power(t, 0.0)
             battery.step(0.0, inverter.dc_power_w)
+        if not self._connected and self.island.forming:
+            self._hold_island(t)
 
     def _update_discrete(self, t: float) -> None:
         bus_v = self._bus_v
         bus_f = self._bus_f
-        connected = self._connected
+        connected = self._connected or self.island.forming  # a held bus is a grid to a follower
         nxt = math.inf
         for inverter in self._inverters:
             inverter.update(t, bus_v, bus_f, connected)
@@ -191,6 +228,9 @@ class Plant:
             if t1 > until - snap:
                 t1 = until
             nxt = self._next_event
+            bms_due = self._bms_due()  # a protection delay, heartbeat timeout, precharge
+            if bms_due < nxt:
+                nxt = bms_due
             if t < nxt < t1 + snap and nxt <= until:
                 t1 = nxt
             dt = t1 - t
@@ -210,8 +250,21 @@ class Plant:
             if recorder.active:
                 recorder.sample(t)
 
+    def _bms_due(self) -> float:
+        """Earliest instant a BMS timer of any pack expires (inf: none running)."""
+        due = math.inf
+        for battery in self._batteries:
+            nxt = battery.next_event
+            if nxt < due:
+                due = nxt
+        return due
+
     def _island_step(self, dt: float, load: IslandLoad) -> bool:
         """Advance the islanded bus over ``dt``; returns whether its voltage or frequency moved."""
+        if self.island.forming and self._hold_island(self.t + dt):
+            return True
+        if self.island.forming:
+            return False
         energizing = False
         injected = 0.0
         for inverter in self._inverters:
@@ -220,9 +273,10 @@ class Plant:
                 injected += inverter.power_w
         v = self._bus_v
         f = self._bus_f
+        demand = load.power_w + self.loads.nominal_w  # the island's load at nominal voltage
         if energizing:
-            if load.power_w > 0.0:
-                target = self._vn * math.sqrt(injected / load.power_w) if injected > 0 else 0.0
+            if demand > 0.0:
+                target = self._vn * math.sqrt(injected / demand) if injected > 0 else 0.0
                 f = load.resonant_frequency_hz
             else:
                 target = self._vn
@@ -231,6 +285,18 @@ class Plant:
         if v != target:
             v = target + (v - target) * math.exp(-dt / load.time_constant_s)
         moved = v != self._bus_v or f != self._bus_f
+        self._bus_v = v
+        self._bus_f = f
+        return moved
+
+    def _hold_island(self, t: float) -> bool:
+        """The bus as grid-forming units hold it at ``t``; returns whether it moved or changed
+        discretely (False, and the bus untouched, once no unit holds it any more)."""
+        held = self.island.hold(t, self.island_load)
+        if held is None:
+            return False
+        v, f, changed = held
+        moved = changed or v != self._bus_v or f != self._bus_f
         self._bus_v = v
         self._bus_f = f
         return moved
@@ -251,6 +317,11 @@ class Plant:
         }
         for node in self.nodes.values():
             channels.update(_node_channels(node))
+        channels.update(
+            island_channels(
+                lambda: self._bus_v, lambda: self._bus_f, self.loads, self.island.formers
+            )
+        )
         return channels
 
 
@@ -266,5 +337,12 @@ def _node_channels(node: Node) -> dict[str, Callable[[], float]]:
         f"{name}.battery.voltage": lambda: bat.voltage_v,
         f"{name}.battery.current": lambda: bat.current_a,
         f"{name}.battery.soc": lambda: bat.soc_pct,
-        f"{name}.battery.temperature": lambda: bat.temperature_c,
+        f"{name}.battery.temperature": lambda: bat.pack_temperature_c,
+        f"{name}.battery.contactor": lambda: 1.0 if bat.contactor_closed else 0.0,
+        # The BMS's sense inputs, as a bench's DAQ sees them at its connector (a fault-insertion
+        # unit may drive them): the highest and lowest cell tap, the sensor, the shunt.
+        f"{name}.bms.cell_max.voltage": lambda: bat.cell_voltage_max_v,
+        f"{name}.bms.cell_min.voltage": lambda: bat.cell_voltage_min_v,
+        f"{name}.bms.sensor.temperature": lambda: bat.temperature_c,
+        f"{name}.bms.shunt.current": lambda: bat.sensed_current_a,
     }
