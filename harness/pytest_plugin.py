@@ -33,6 +33,7 @@ from harness.safety.safe_state import drive_safe
 from harness.safety.supervisor import SafetyTrip, Supervisor
 from harness.verdicts.journal import Journal
 from harness.verdicts.recorder import UnjudgedQuantity, VerdictRecorder
+from harness.verdicts.scope import scope_of, write_scope
 
 DEFAULT_SITE = Path("fixtures/sites/virtual-cluster.yaml")
 DEFAULT_CONTRACT = Path("fixtures/contracts/example.yaml")
@@ -175,6 +176,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         marker = item.get_closest_marker("campaign")
         (keep if marker and campaign in marker.args else drop).append(item)
+    kept = [
+        (item.path.name, item.originalname) for item in keep if isinstance(item, pytest.Function)
+    ]
+    write_scope(_out_dir(config.stash[_STATE]), scope_of(campaign, kept))
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -215,6 +215,11 @@ def test_field_campaign_on_the_clean_site_passes_and_reads_before_it_writes(
     result = run(tmp_path, SITE, CONTRACT, "--campaign", "field", "--", "-k", "test_field")
     table = result.by_clause()
     assert {table[c, HOME]["verdict"] for c in FIELD} == {"pass"}, result.out
+    # The run passes: clauses only other campaigns measure are outside it, not failures.
+    assert result.code == 0, result.out
+    black = table["C.4.2", HOME]
+    assert black["verdict"] == "not_covered" and black["details"] == {"out_of_scope": True}
+    assert "outside the 'field' campaign" in result.out
     audit = [json.loads(line) for line in (result.folder / "audit.jsonl").read_text().splitlines()]
     assert audit[0]["transport"] == "field-gate", audit  # nothing was written before the step
     assert "not asked" in audit[0]["write"]  # a virtual site

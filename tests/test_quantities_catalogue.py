@@ -18,21 +18,11 @@ def _scenario_functions(module: str) -> set[str]:
     return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
-def _scenarios(measured_by: str) -> list[tuple[str, str]]:
-    """(module, function) pairs of ``a.py::f, ::g`` (a second function of the same module)."""
-    pairs, module = [], ""
-    for part in measured_by.split(","):
-        head, _, function = part.strip().partition("::")
-        module = head or module
-        pairs.append((module, function))
-    return pairs
-
-
 @pytest.mark.parametrize("name", sorted(catalogue()))
 def test_every_quantity_names_a_scenario_that_exists(name: str):
-    for module, function in _scenarios(catalogue()[name].measured_by):
+    for module, function in catalogue()[name].scenarios:
         assert (ROOT / module).is_file(), f"{name}: {module} does not exist"
-        assert function.split("[")[0] in _scenario_functions(module), f"{name}: no {function}"
+        assert function in _scenario_functions(module), f"{name}: no {function}"
 
 
 def _names_in(module: str) -> list[re.Pattern[str]]:
@@ -54,7 +44,7 @@ def test_every_quantity_is_named_by_its_scenario():
     """The scenario that claims a quantity spells its name (literally or as an f-string)."""
     missing = []
     for name, q in catalogue().items():
-        patterns = [p for m, _ in _scenarios(q.measured_by) for p in _names_in(m)]
+        patterns = [p for m, _ in q.scenarios for p in _names_in(m)]
         if not any(p.fullmatch(name) for p in patterns):
             missing.append(f"{name} ({q.measured_by})")
     assert not missing, missing

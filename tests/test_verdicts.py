@@ -82,3 +82,30 @@ def test_journal_survives_a_torn_line(tmp_path: Path):
         fh.write('{"quantity": "islanding.clea')  # killed mid-write
     got = list(read_journals(tmp_path))
     assert [m.value for m in got] == [0.4]
+
+
+# -- campaign scope ---------------------------------------------------------------------------
+
+
+def test_a_campaign_leaves_out_only_what_none_of_its_scenarios_measure(contract, tmp_path):
+    from harness.report.results import exit_status
+    from harness.verdicts.scope import read_scope, scope_of, write_scope
+
+    kept = [("test_telemetry.py", "test_inverter_power_telemetry")]
+    scope = scope_of("field", kept)
+    assert "inverter.telemetry.power_error" not in scope.outside
+    assert "islanding.clearing_time" in scope.outside
+    write_scope(tmp_path, scope)
+    assert read_scope(tmp_path) == scope
+
+    verdicts = evaluate(contract, ["n1"], [], scope)
+    by_clause = {v.clause: v for v in verdicts}
+    assert by_clause["A"].verdict is Verdict.NOT_COVERED  # islanding: outside the campaign
+    assert by_clause["A"].details == {"out_of_scope": True}
+    assert "outside the 'field' campaign" in by_clause["A"].note
+    assert by_clause["B"].details == {}  # telemetry: the campaign should have measured it
+    assert exit_status(verdicts) == 1  # ... so its absence fails the run
+
+    measured = Measurement("inverter.telemetry.power_error", 1.0, "%", "n1", "t")
+    assert exit_status(evaluate(contract, ["n1"], [measured], scope)) == 0
+    assert exit_status(evaluate(contract, ["n1"], [measured])) == 1  # no campaign: all in scope

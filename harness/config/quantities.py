@@ -28,6 +28,17 @@ class QuantityDef(BaseModel):
     def is_count(self) -> bool:
         return self.unit in ("1", "count")
 
+    @property
+    def scenarios(self) -> list[tuple[str, str]]:
+        """(module, function) of each scenario in ``measured_by``: ``a.py::f, ::g`` names two
+        functions of one module."""
+        pairs, module = [], ""
+        for part in self.measured_by.split(","):
+            head, _, function = part.strip().partition("::")
+            module = head or module
+            pairs.append((module, function.split("[")[0]))
+        return pairs
+
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, QuantityDef]:

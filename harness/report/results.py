@@ -13,6 +13,7 @@ from harness.config.site import Site
 from harness.verdicts.evaluate import evaluate, overall
 from harness.verdicts.journal import read_journals
 from harness.verdicts.model import ClauseVerdict, Verdict
+from harness.verdicts.scope import read_scope
 
 
 @dataclass
@@ -36,7 +37,7 @@ def journal_dir(out: Path) -> Path:
 
 def build_verdicts(out: Path, contract: Contract, site: Site) -> list[ClauseVerdict]:
     nodes = [n.name for n in site.spec.nodes]
-    return evaluate(contract, nodes, read_journals(journal_dir(out)))
+    return evaluate(contract, nodes, read_journals(journal_dir(out)), read_scope(out))
 
 
 def write_verdicts(out: Path, verdicts: list[ClauseVerdict], run: RunRecord) -> Path:
@@ -59,10 +60,11 @@ def read_verdicts(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def exit_status(verdicts: list[ClauseVerdict] | list[dict[str, Any]]) -> int:
-    """0 when every clause passed (marginal counts as passed), else 1."""
+    """0 when every clause in the run's scope passed (marginal counts as passed), else 1."""
     ok = {Verdict.PASS.value, Verdict.MARGINAL.value}
     for v in verdicts:
         value = v.verdict.value if isinstance(v, ClauseVerdict) else v["verdict"]
-        if value not in ok:
+        details = v.details if isinstance(v, ClauseVerdict) else v.get("details") or {}
+        if value not in ok and not details.get("out_of_scope"):
             return 1
     return 0

@@ -22,7 +22,15 @@ def _value(v: dict[str, Any]) -> str:
     return f"{v['value']:.4g} {v['unit']}"
 
 
+def _outside(v: dict[str, Any]) -> bool:
+    return bool((v.get("details") or {}).get("out_of_scope"))
+
+
 def print_verdicts(run: dict[str, Any], verdicts: list[dict[str, Any]], console: Console) -> None:
+    """The clauses the run judged; those outside its campaign only counted (verdicts.json and
+    the witness report list them)."""
+    outside = [v for v in verdicts if _outside(v)]
+    verdicts = [v for v in verdicts if not _outside(v)]
     table = Table(title=f"Contract clauses: {run.get('contract', '')}", show_lines=False)
     for col in ("clause", "title", "node", "measured", "limit", "verdict"):
         table.add_column(col)
@@ -41,6 +49,8 @@ def print_verdicts(run: dict[str, Any], verdicts: list[dict[str, Any]], console:
     for v in verdicts:
         counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    if outside:
+        summary += f"; {len(outside)} outside the '{run.get('campaign')}' campaign"
     console.print(
         f"{summary}; simulated {run['simulated_seconds']:.1f} s in {run['wall_seconds']:.1f} s wall"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.config.contract import Clause, Contract
 from harness.verdicts.model import ClauseVerdict, Measurement, Verdict
+from harness.verdicts.scope import CampaignScope
 
 
 def judge_value(clause: Clause, value: float, uncertainty: float = 0.0) -> Verdict:
@@ -56,9 +57,13 @@ def _distance(clause: Clause, m: Measurement) -> float:
 
 
 def evaluate(
-    contract: Contract, nodes: Iterable[str], measurements: Iterable[Measurement]
+    contract: Contract,
+    nodes: Iterable[str],
+    measurements: Iterable[Measurement],
+    scope: CampaignScope | None = None,
 ) -> list[ClauseVerdict]:
-    """Every clause once per node it applies to (or once for the site), in contract order."""
+    """Every clause once per node it applies to (or once for the site), in contract order.
+    An unmeasured clause outside the run's campaign (``scope``) says so, and is out of scope."""
     node_names = list(nodes)
     by_key: dict[tuple[str, str | None], list[Measurement]] = {}
     for m in measurements:
@@ -71,11 +76,13 @@ def evaluate(
             if clause.scope == "site" and not found:
                 # A site clause may be fed by per-node measurements: the worst node counts.
                 found = [m for (q, _), ms in by_key.items() if q == clause.quantity for m in ms]
-            out.append(_verdict(clause, node, found))
+            out.append(_verdict(clause, node, found, scope))
     return out
 
 
-def _verdict(clause: Clause, node: str | None, found: list[Measurement]) -> ClauseVerdict:
+def _verdict(
+    clause: Clause, node: str | None, found: list[Measurement], scope: CampaignScope | None
+) -> ClauseVerdict:
     common: dict[str, Any] = dict(
         clause=clause.id,
         title=clause.title,
@@ -88,13 +95,15 @@ def _verdict(clause: Clause, node: str | None, found: list[Measurement]) -> Clau
         source=clause.source,
     )
     if not found:
+        outside = scope is not None and clause.quantity in scope.outside
         return ClauseVerdict(
             **common,
             value=None,
             verdict=Verdict.NOT_COVERED,
             test=None,
             evidence=(),
-            note="no scenario measured this quantity",
+            note=scope.note() if outside and scope else "no scenario measured this quantity",
+            details={"out_of_scope": True} if outside else {},
         )
     m, verdict = _worst(clause, found)
     note = m.error or ""
