@@ -18,6 +18,7 @@ from harness.config.errors import ConfigErrors
 from harness.config.settings import Settings
 from harness.config.site import InstrumentConfig, Site
 from harness.config.units import to_unit
+from harness.devices.absent import absent, is_present
 from harness.devices.registry import DeviceRegistry, default_registry
 from harness.devices.roles import Bms, Breaker, GridSimulator, Inverter, PowerAnalyzer
 
@@ -180,9 +181,10 @@ class Bench:
         Waits at most the profile's enter-service delay plus ramp (with a margin) for every
         inverter to be back in service.
         """
-        self.grid.set_voltage(self.nominal_voltage)
-        self.grid.set_frequency(self.nominal_frequency)
-        self.grid.set_output(True)
+        if is_present(self.grid):
+            self.grid.set_voltage(self.nominal_voltage)
+            self.grid.set_frequency(self.nominal_frequency)
+            self.grid.set_output(True)
         if self.pcc_breaker is not None and not self.pcc_breaker.is_closed():
             self.pcc_breaker.close()
         if self.load_bank is not None:
@@ -244,8 +246,12 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
             contract=contract,
             clock=clock,
             nodes=nodes,
-            grid=build("grid", "grid", inst.grid),
-            analyzer=build("analyzer", "analyzer", inst.analyzer),
+            grid=build("grid", "grid", inst.grid)
+            if inst.grid
+            else absent("grid simulator", "instruments.grid"),
+            analyzer=build("analyzer", "analyzer", inst.analyzer)
+            if inst.analyzer
+            else absent("power analyzer", "instruments.analyzer"),
             load_bank=build("load_bank", "load_bank", inst.load_bank) if inst.load_bank else None,
             pcc_breaker=build("breaker", "pcc_breaker", inst.pcc_breaker)
             if inst.pcc_breaker

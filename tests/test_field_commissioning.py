@@ -269,3 +269,27 @@ def test_field_defects_fail_their_own_clause(tmp_path: Path, defect_site: Defect
     assert any("SoC 101 %" in m for m in details["C.11.3", "home-2"]["implausible"])
     assert table["C.11.3", "home-3"]["value"] == 0  # 100 %: just inside
     assert table["C.11.4", "home-3"]["value"] == pytest.approx(20.0, abs=0.5)  # -500 W for +500 W
+
+
+def test_a_node_without_instruments_is_commissioned_and_a_bench_scenario_names_what_it_lacks(
+    tmp_path: Path,
+) -> None:
+    """A laptop and the node's own interfaces: the site names no instruments at all. The field
+    campaign passes; a scenario that needs the power analyzer fails saying which field adds it."""
+    text = SITE.read_text()
+    start, end = text.index("instruments:\n"), text.index("\nsafety:")
+    site = SITE.parent / f".test-no-instruments-{tmp_path.name}.yaml"
+    site.write_text(text[:start] + text[end + 1 :])
+    try:
+        field_run = run(tmp_path / "field", site, CONTRACT, "--campaign", "field")
+        bench_run = run(
+            tmp_path / "bench", site, CONTRACT, "--", "-k", "test_inverter_power_telemetry"
+        )
+    finally:
+        site.unlink()
+    assert field_run.code == 0, field_run.out
+    assert {field_run.by_clause()[c, HOME]["verdict"] for c in FIELD} == {"pass"}
+    assert bench_run.code == 1
+    junit = (bench_run.folder / "junit.xml").read_text()
+    assert "needs a power analyzer, and the site names none" in junit
+    assert "instruments.analyzer" in junit

@@ -187,8 +187,8 @@ class VirtualSite:
             transport="modbus_tcp", host=HOST, port=server.port, unit=server.unit
         )
 
-    def _instrument(self, key: str, cfg: InstrumentConfig, kind: Any) -> None:
-        if cfg.endpoint.transport != "virtual":
+    def _instrument(self, key: str, cfg: InstrumentConfig | None, kind: Any) -> None:
+        if cfg is None or cfg.endpoint.transport != "virtual":
             return
         ident = cfg.identity
         identity = InstrumentIdentity(ident.manufacturer, ident.model, ident.serial, ident.firmware)

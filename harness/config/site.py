@@ -190,8 +190,11 @@ class InstrumentConfig(_Strict):
 
 
 class Instruments(_Strict):
-    grid: InstrumentConfig
-    analyzer: InstrumentConfig
+    """The bench's instruments. All optional: a field node has none, and a scenario that needs
+    one it lacks says so (harness/devices/absent.py)."""
+
+    grid: InstrumentConfig | None = None
+    analyzer: InstrumentConfig | None = None
     load_bank: InstrumentConfig | None = None
     pcc_breaker: InstrumentConfig | None = None
 
@@ -230,7 +233,7 @@ class Defect(_Strict):
 class SiteFile(_Strict):
     site: SiteInfo
     nodes: list[NodeConfig] = Field(min_length=1)
-    instruments: Instruments
+    instruments: Instruments = Field(default_factory=Instruments)
     island_load: IslandLoadConfig = IslandLoadConfig()
     safety: SafetyConfig = SafetyConfig()
     defects: list[Defect] = Field(default_factory=list)

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.devices.absent import is_present
 from harness.devices.roles import Device, DeviceError
 
 DUTS = "duts.json"
@@ -27,7 +28,7 @@ def collect(bench: Any) -> dict[str, dict[str, Any]]:
         out[f"{name}.bms"] = _identity(node.bms)
     for key in ("grid", "analyzer", "load_bank", "pcc_breaker"):
         device = getattr(bench, key, None)
-        if device is not None:
+        if device is not None and is_present(device):
             out[key] = _identity(device)
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.devices.absent import is_present
 from harness.safety.audit import WriteAudit
 
 
@@ -22,6 +23,8 @@ def drive_safe(bench: Any, audit: WriteAudit | None = None) -> list[str]:
             node.inverter.set_power(0.0)
         except Exception as exc:  # keep going: the next unit must still be made safe
             problems.append(f"{name}.inverter: dispatch zero failed: {exc}")
+    if not is_present(bench.grid):
+        return problems
     try:
         bench.grid.set_voltage(bench.nominal_voltage)
         bench.grid.set_frequency(bench.nominal_frequency)
