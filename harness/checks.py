@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cantools
 
+from harness.config.ambiguity import ambiguities
 from harness.config.contract import load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.site import Site, load_site
@@ -101,6 +102,10 @@ def check_file(path: Path) -> str:
     data, _ = load_yaml(path)
     if isinstance(data, dict) and ("clauses" in data or "contract" in data or "profile" in data):
         contract = load_contract(path)
+        if "contract" in data:  # a profile is a part of contracts, not one to sign
+            problems = ambiguities(contract, path)
+            if problems:
+                raise ConfigErrors(problems)
         return f"contract '{contract.info.id}' with {len(contract.clauses)} clauses"
     if isinstance(data, dict) and ("nodes" in data or "site" in data):
         return check_site(path)[1]

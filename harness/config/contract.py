@@ -6,6 +6,7 @@ converted to the quantity's unit once, here, so the verdict step compares plain 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from pathlib import Path
@@ -75,6 +76,9 @@ class Clause(BaseModel):
     @classmethod
     def _known_quantity(cls, value: str) -> str:
         if value not in catalogue():
+            close = difflib.get_close_matches(value, list(catalogue()), n=1)
+            if close:
+                raise ValueError(f"unknown quantity {value!r}; did you mean {close[0]!r}?")
             known = ", ".join(sorted(catalogue()))
             raise ValueError(f"unknown quantity {value!r}; expected one of: {known}")
         return value
@@ -153,6 +157,8 @@ class Definitions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     soc_band: SocBand | None = None
+    depth_of_discharge: Percent | None = Field(None, gt=0, le=100)
+    """The depth of discharge usable energy and cycle life are stated at."""
     critical_load: CriticalLoad | None = None
 
     def merged(self, override: Definitions) -> Definitions:
