@@ -186,7 +186,7 @@ def run_campaign(out: Path, extra: list[str]) -> CampaignResult:
     from harness.cli import main
 
     timers = Timers(exclusive=frozenset({START_UP}))
-    argv = ["run", "--site", str(SITE), "--contract", str(CONTRACT), "--out", str(out)]
+    argv = ["run", "--site", str(SITE), "--contract", str(CONTRACT), "--out", str(out), "-n", "0"]
     if extra:
         argv += ["--", *extra]
     sink = io.StringIO()
@@ -220,7 +220,7 @@ def profile_child(prof: Path, out: Path, extra: list[str]) -> int:
     _preimport()
     from harness.cli import main
 
-    argv = ["run", "--site", str(SITE), "--contract", str(CONTRACT), "--out", str(out)]
+    argv = ["run", "--site", str(SITE), "--contract", str(CONTRACT), "--out", str(out), "-n", "0"]
     if extra:
         argv += ["--", *extra]
     profiler = cProfile.Profile()

@@ -117,13 +117,18 @@ def check_file(path: Path) -> str:
     )
 
 
-def check_run_inputs(site_path: Path, contract_path: Path) -> None:
-    """Everything ``harness run`` needs, validated before any device is touched."""
+def check_run_inputs(site_path: Path, contract_path: Path) -> Site:
+    """Everything ``harness run`` needs, validated before any device is touched; the site."""
     errors = []
-    for fn, p in ((check_site, site_path), (load_contract, contract_path)):
-        try:
-            fn(p)
-        except ConfigErrors as exc:
-            errors += exc.errors
-    if errors:
+    site: Site | None = None
+    try:
+        site = check_site(site_path)[0]
+    except ConfigErrors as exc:
+        errors += exc.errors
+    try:
+        load_contract(contract_path)
+    except ConfigErrors as exc:
+        errors += exc.errors
+    if errors or site is None:
         raise ConfigErrors(errors)
+    return site

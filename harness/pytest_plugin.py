@@ -392,7 +392,9 @@ def protocol_capture(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A scenario whose quantity no clause judges is skipped, not failed: nothing to prove."""
+    """A scenario whose quantity no clause judges is skipped, not failed: nothing to prove.
+    Each scenario's simulated duration goes with its report (progress under xdist, junit.xml)."""
+    sim_start = simulated_now(item.config)
     try:
         return (yield)
     except UnjudgedQuantity as exc:
@@ -405,6 +407,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         item.session.shouldstop = str(exc)
         raise
     finally:
+        sim_end = simulated_now(item.config)
+        if sim_start is not None and sim_end is not None:
+            item.user_properties.append(("simulated_seconds", round(sim_end - sim_start, 3)))
         _report_to_allure(item)
 
 

@@ -44,8 +44,12 @@ def harness(
 
 
 def run(tmp_path: Path, site: Path = SITE, contract: Path = CONTRACT, *extra: str) -> Result:
+    """``harness run``, in one process unless ``extra`` asks for workers: the suite already
+    runs its tests in parallel, and a worker per home on top would only oversubscribe."""
     out = tmp_path / "results"
-    proc = harness("run", "--site", site, "--contract", contract, "--out", out, *extra)
+    options = extra[: extra.index("--")] if "--" in extra else extra
+    workers = () if "-n" in options else ("-n", "0")
+    proc = harness("run", "--site", site, "--contract", contract, "--out", out, *workers, *extra)
     return Result(proc.returncode, proc.stdout + proc.stderr, out)
 
 

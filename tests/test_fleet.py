@@ -4,9 +4,11 @@ and the workers' results merge into one report."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,35 @@ def test_eight_homes_on_two_workers_merge_into_one_report(tmp_path: Path):
     assert first | second == homes
     html = (result.folder / "witness.html").read_text()
     assert all(home in html for home in homes)
+    # Progress under xdist: the total from the workers' collection, simulated time per scenario.
+    total = re.search(r"(\d+) scenario runs collected", result.out)
+    assert total and int(total.group(1)) > 0, result.out
+    assert re.search(rf"\[{total.group(1)}/{total.group(1)}\] +ran .*s simulated", result.out)
+
+
+def test_harness_run_runs_homes_in_parallel_only_on_a_virtual_site(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.commands.run import default_workers
+    from harness.config.site import load_site
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_workers(load_site(FLEET)) == 2  # eight homes, two CPUs
+    assert default_workers(load_site(ROOT / "fixtures/sites/virtual-home.yaml")) == 0
+    # One live unit makes a live site: its operator prompts need the terminal of one process.
+    live = FLEET.parent / f".test-live-{uuid.uuid4().hex[:12]}.yaml"
+    live.write_text(
+        FLEET.read_text().replace(
+            "endpoint: {transport: virtual}",
+            "endpoint: {transport: modbus_tcp, host: 192.0.2.10, port: 502, unit: 1}",
+            1,
+        )
+    )
+    try:
+        site = load_site(live)
+    finally:
+        live.unlink()
+    assert not site.is_virtual and len(site.spec.nodes) == 8
+    assert default_workers(site) == 0
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert default_workers(load_site(FLEET)) == 0  # one worker would only add start-up time

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
 
+from harness.config.site import Site
 from harness.runinfo import default_out, point_latest
 
 EXIT_SETUP = 2
@@ -30,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="let 'switching' scenarios open breakers and island a live site",
     )
-    run.add_argument("-n", "--workers", type=int, default=0, help="parallel pytest-xdist workers")
+    run.add_argument(
+        "-n",
+        "--workers",
+        type=int,
+        help="parallel pytest-xdist workers (default: on a virtual site of several homes, one "
+        "per CPU up to one per home; otherwise 0, so a live site's operator prompts reach you)",
+    )
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.set_defaults(handler=cmd_run)
 
@@ -42,6 +50,16 @@ def _testplans() -> Path:
     return Path(__file__).resolve().parents[2] / "testplans"
 
 
+def default_workers(site: Site) -> int:
+    """Homes in parallel where nothing can go wrong: only a wholly virtual site, and never more
+    workers than CPUs or homes. A live site runs in one process unless asked (`-n`)."""
+    homes = len(site.spec.nodes)
+    if not site.is_virtual or homes < 2:
+        return 0
+    workers = min(os.cpu_count() or 1, homes)
+    return workers if workers > 1 else 0
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     import pytest
 
@@ -51,7 +69,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from harness.report.results import exit_status, read_verdicts
     from harness.report.table import print_verdicts
 
-    check_run_inputs(Path(args.site), Path(args.contract))
+    site = check_run_inputs(Path(args.site), Path(args.contract))
+    workers = default_workers(site) if args.workers is None else args.workers
     out = Path(args.out) if args.out else default_out()
     out.mkdir(parents=True, exist_ok=True)
     pytest_args = [
@@ -81,8 +100,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.campaign:
         pytest_args += ["--campaign", args.campaign]
     # Always explicit: "-n 0" also overrides an "-n" in the addopts of a project's pytest config.
-    pytest_args += ["-n", str(args.workers)]
-    if args.workers:
+    pytest_args += ["-n", str(workers)]
+    if workers:
         # A home's scenarios stay on one worker; site-wide ones take the site (harness.fleet).
         pytest_args += ["--dist", "loadgroup"]
     pytest_args += args.pytest_args

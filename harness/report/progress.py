@@ -14,35 +14,29 @@ class ProgressReporter:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._start: dict[str, float] = {}
-        self._sim_start: dict[str, float | None] = {}
-        self._config: pytest.Config | None = None
         self.total = 0
         self.done = 0
-
-    def pytest_configure(self, config: pytest.Config) -> None:
-        self._config = config
-
-    def _sim_now(self) -> float | None:
-        from harness.pytest_plugin import simulated_now
-
-        return simulated_now(self._config) if self._config is not None else None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.total = len(session.items)
         self.console.print(f"[bold]{self.total} scenario runs collected[/bold]")
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: every worker reports the same."""
+        if not self.total:
+            self.total = len(ids)
+            self.console.print(f"[bold]{self.total} scenario runs collected[/bold]")
+
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         self._start[nodeid] = time.perf_counter()
-        self._sim_start[nodeid] = self._sim_now()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             self.done += 1
             took = time.perf_counter() - self._start.get(report.nodeid, time.perf_counter())
-            sim_start, sim_end = self._sim_start.get(report.nodeid), self._sim_now()
-            sim = ""
-            if sim_end is not None:
-                sim = f"{sim_end - (sim_start or 0.0):.1f} s simulated, "
+            simulated = dict(report.user_properties).get("simulated_seconds")
+            sim = f"{simulated:.1f} s simulated, " if isinstance(simulated, float) else ""
             style = {"passed": "green", "skipped": "yellow"}.get(report.outcome, "red")
             text = "ran" if report.outcome == "passed" else report.outcome
             self.console.print(
