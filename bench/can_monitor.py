@@ -17,7 +17,10 @@ Throughput rows, same frames each:
 3. the transport through a python-can ``virtual`` bus: frames are sent on the channel (timed
    apart), and :meth:`CanTransport.pump` drains them (the rate is frames / pump time);
 4. the conformance monitor (``harness.conformance.can.CanMonitor.process``) called directly, and
-   as a listener on the transport (decode in the transport and again in the monitor).
+   as a listener on the transport (decode in the transport and again in the monitor). Like the
+   transport, the monitor reuses the decode and range checks of a payload that repeats its
+   message's last one (on an idle virtual cluster 92 % of frames do; in these frames the flag
+   and identity messages mostly do); a row without repeats shows its every-frame-decoded rate.
 
 Load test: a 1 Mbit/s bus at 100 % load carries one frame right after another. A CAN 2.0A data
 frame has 34 + 8 n bits that are bit-stuffed (SOF, 11-bit id, RTR, IDE, r0, 4-bit DLC, data,
@@ -145,6 +148,19 @@ def make_frames(db: Any, n: int, seed: int = 1) -> list[can.Message]:
             )
         )
     return frames
+
+
+def without_repeats(frames: list[can.Message]) -> list[can.Message]:
+    """``frames`` less each frame whose payload repeats the last one of its id (the monitor's
+    worst case: it decodes every frame)."""
+    last: dict[int, bytes] = {}
+    out = []
+    for msg in frames:
+        data = bytes(msg.data)
+        if last.get(msg.arbitration_id) != data:
+            out.append(msg)
+        last[msg.arbitration_id] = data
+    return out
 
 
 # -- bit timing --------------------------------------------------------------------------------
@@ -293,8 +309,30 @@ def conformance(db: Any, frames: list[can.Message], repeat: int) -> list[Rate]:
                 on_frame(msg)
             return time.perf_counter() - t0
 
+    fresh = without_repeats(frames)
+
+    def alone_fresh() -> float:
+        monitor = CanMonitor(db, timebase=_identity)
+        process = monitor.process
+        t0 = time.perf_counter()
+        for msg in fresh:
+            process(msg)
+        return time.perf_counter() - t0
+
+    share = 1 - len(fresh) / len(frames)
     return [
-        Rate("conformance monitor (CanMonitor.process)", len(frames), _best(repeat, alone)),
+        Rate(
+            "conformance monitor (CanMonitor.process)",
+            len(frames),
+            _best(repeat, alone),
+            f"{share:.0%} of the frames repeat a payload: decode and checks reused",
+        ),
+        Rate(
+            "conformance monitor, no repeated payload",
+            len(fresh),
+            _best(repeat, alone_fresh),
+            "the frames less those repeats: every frame decoded",
+        ),
         Rate(
             "transport + CanMonitor as its listener",
             len(frames),

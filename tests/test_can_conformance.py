@@ -227,6 +227,21 @@ def test_unknown_ids_wrong_lengths_and_error_frames_from_a_log() -> None:
     ]
 
 
+def test_a_repeated_payload_is_checked_like_a_new_one() -> None:
+    """The monitor reuses the decode of a payload its message repeats: an out-of-range value
+    still counts once per frame, and a different payload in between is decoded afresh."""
+    db = load_database(HV_DBC)
+    monitor = CanMonitor(db, ["HV_SocSoh"])
+    soc = db.get_message_by_name("HV_SocSoh")
+    high = soc.encode({"StateOfCharge": 101.0, "StateOfHealth": 99.0}, strict=False)
+    fine = soc.encode({"StateOfCharge": 50.0, "StateOfHealth": 99.0})
+    payloads = [high, high, fine, fine, high, high, high]
+    monitor.process_all([frame(0x3D8, p, float(t)) for t, p in enumerate(payloads)])
+    (violation,) = monitor.report().range_violations
+    assert (violation.signal, violation.count, violation.highest) == ("StateOfCharge", 5, 101.0)
+    assert monitor.report().messages["HV_SocSoh"].count == 7
+
+
 def test_only_wrong_length_frames_make_a_message_missing() -> None:
     db = load_database(LV_DBC)
     monitor = CanMonitor(db, ["BMS_SocSoh"])

@@ -56,7 +56,9 @@ class _Entry:
         "decode",
         "decode_errors",
         "first_t",
+        "last_data",
         "last_t",
+        "last_violations",
         "length",
         "max_period",
         "message",
@@ -94,6 +96,8 @@ class _Entry:
         self.max_period = -math.inf
         self.wrong_length: Counter[int] = Counter()
         self.decode_errors = 0
+        self.last_data: bytearray | None = None
+        self.last_violations: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,22 +357,33 @@ class CanMonitor(can.Listener):
             entry.first_t = t
         entry.last_t = t
         entry.count += 1
+        if data == entry.last_data:
+            # A repeated payload has the same values: most frames of a healthy bus are repeats.
+            for name, value in entry.last_violations:
+                self._out_of_range(entry, name, value, t)
+            return
         try:
             values = entry.decode(data, False)
         except (DecodeError, ValueError, KeyError):
             entry.decode_errors += 1
+            entry.last_data = None
             return
+        violations: list[tuple[str, float]] = []
         if entry.multiplexed:
             ranges = entry.ranges
             for name, value in values.items():
                 bounds = ranges.get(name)
                 if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                    self._out_of_range(entry, name, value, t)
+                    violations.append((name, value))
         else:
             for name, lo, hi in entry.checks:
                 value = values[name]
                 if not lo <= value <= hi:
-                    self._out_of_range(entry, name, value, t)
+                    violations.append((name, value))
+        entry.last_data = bytearray(data)  # a copy: the sender may reuse its buffer
+        entry.last_violations = tuple(violations)
+        for name, value in violations:
+            self._out_of_range(entry, name, value, t)
 
     def process_all(self, frames: Iterable[can.Message]) -> int:
         """Process every frame of ``frames`` (a list, a python-can log reader); return the count."""
