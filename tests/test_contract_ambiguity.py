@@ -70,3 +70,25 @@ def test_the_command_exits_2_and_suggests_the_quantity_meant(tmp_path: Path) -> 
     assert proc.returncode == 2, proc.stdout
     assert "did you mean 'islanding.clearing_time'?" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_each_clause_counts_in_exactly_one_scorecard_category(tmp_path: Path) -> None:
+    card = (
+        "scorecard:\n  categories:\n"
+        "    fit: {title: Fit, weight: 60, quantities: ['islanding.*', 'trip.*']}\n"
+        "    grid: {title: Grid, weight: 30, quantities: ['trip.*']}\n"
+        "    record: {title: Record, weight: 10, external: true}\n"
+    )
+    path = _contract(tmp_path, ALL_TERMS + card)
+    path.write_text(
+        path.read_text()
+        + "  - {id: B, title: t, quantity: trip.ov1.clearing_time, max: 2 s}\n"
+        + "  - {id: C, title: t, quantity: bms.soc_error, max: 5 %}\n"
+    )
+    errors = _errors(path)
+    assert errors == [
+        f"{path}:7: scorecard.categories: clause B (trip.ov1.clearing_time) falls in 2 "
+        "categories (fit, grid); expected exactly one category's quantity patterns to match it",
+        f"{path}:7: scorecard.categories: clause C (bms.soc_error) falls in no category; "
+        "expected exactly one category's quantity patterns to match it",
+    ]

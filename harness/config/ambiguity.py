@@ -58,4 +58,32 @@ def ambiguities(contract: Contract, path: Path) -> list[ConfigError]:
                 f"{band.max:g} %: at most {band.max - band.min:g} %); expected the two to agree",
             )
         )
+    errors += _unscored(contract, path, lines.line(("scorecard",)) or line)
+    return errors
+
+
+def _unscored(contract: Contract, path: Path, line: int) -> list[ConfigError]:
+    """With a scorecard, each clause counts in exactly one of its measured categories: in none,
+    a vendor's result on it never reaches the comparison; in two, it counts twice."""
+    card = contract.scorecard
+    if card is None:
+        return []
+    errors = []
+    for clause in contract.clauses:
+        owners = [
+            k for k, c in card.categories.items() if not c.external and c.covers(clause.quantity)
+        ]
+        if len(owners) != 1:
+            where = (
+                "no category" if not owners else f"{len(owners)} categories ({', '.join(owners)})"
+            )
+            errors.append(
+                ConfigError(
+                    path,
+                    line,
+                    "scorecard.categories",
+                    f"clause {clause.id} ({clause.quantity}) falls in {where}; expected exactly "
+                    "one category's quantity patterns to match it",
+                )
+            )
     return errors
