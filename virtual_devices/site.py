@@ -37,6 +37,7 @@ from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint, defect_o
 from virtual_devices.endpoints.inverter_can import InverterHeartbeat
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
 from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
+from virtual_devices.endpoints.sim_bus import sim_bus
 from virtual_devices.plant.plant import Plant
 from virtual_devices.plant_config import plant_params
 
@@ -51,7 +52,7 @@ def sim_time_bus(channel: str) -> can.BusABC:
 
     Out of process (``harness site up``) the site passes a bus that stamps wall-clock time instead.
     """
-    return can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+    return sim_bus(channel, preserve_timestamps=True)
 
 
 @dataclass
