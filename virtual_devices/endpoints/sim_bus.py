@@ -20,7 +20,7 @@ import can
 from can.interfaces.virtual import VirtualBus
 
 
-class SimBus(VirtualBus):  # type: ignore[misc]
+class SimBus(VirtualBus):
     """python-can's VirtualBus whose send copies a frame shallowly for each receiver."""
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
