@@ -1,0 +1,71 @@
+"""Peak shaving: with a threshold written to the EMS, a load step does not raise the site's
+import through the PCC (over a demand interval) beyond the contracted peak."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.config.units import to_unit
+from harness.measure.trace import Trace
+from harness.report.allure_wiring import Stepped
+
+QUANTITY = "ems.peak_shaving.peak_import"
+IMPORT = "pcc.power"
+
+
+@pytest.fixture
+def ems(site: Any, restore_after: None) -> Iterator[Any]:
+    """The site's EMS; afterwards back to normal operation (its setpoints at 0 W) before the
+    site itself is restored (load bank off, grid nominal, units in service)."""
+    if site.ems is None:
+        pytest.skip("the site file names no EMS")
+    try:
+        yield Stepped(site.ems)
+    finally:
+        site.ems.normal()
+
+
+@pytest.mark.campaign("factory", "ci")
+def test_peak_shaving(site, load_bank, analyzer, ems, verdicts, evidence_dir):
+    """Every unit at 0 W; the EMS shaves to the method's threshold; the load bank steps the
+    load up; the highest demand-interval mean of the PCC import is recorded."""
+    method = verdicts.method(QUANTITY)
+    site.restore()  # the site in normal operation: grid nominal, PCC closed, units in service
+    site.dispatch_all(fraction=0.0)
+    site.clock.sleep(site.seconds(method["settle"]))
+    ems.peak_shaving(_watts(method["threshold"]))
+    with analyzer.capture(IMPORT) as trace:
+        load_bank.set_power(_watts(method["load_step"]))
+        site.clock.sleep(site.seconds(method["observe"]))
+    evidence = trace.to_csv(evidence_dir / "peak-shaving-capture.csv")
+    peak, at = _peak_demand(
+        trace, site.seconds(method["demand_window"]), site.seconds(method["slide"])
+    )
+    verdicts.record(
+        QUANTITY,
+        peak / 1000.0,
+        uncertainty=analyzer.accuracy(IMPORT) * peak / 1000.0,
+        evidence=[evidence],
+        window_start=at,
+        ems_state=ems.state(),
+    )
+
+
+def _watts(value: Any) -> float:
+    return to_unit(value, "W")
+
+
+def _peak_demand(trace: Trace, window: float, slide: float) -> tuple[float, float]:
+    """The highest time-weighted mean of the import over ``window`` seconds, windows starting
+    every ``slide`` seconds from the capture's start; and where that window starts."""
+    starts = np.arange(trace.start, trace.end - window + 1e-9, slide)
+    if starts.size == 0:
+        starts = np.array([trace.start])
+        window = trace.end - trace.start
+    means = [trace.mean(IMPORT, float(s), float(s) + window) for s in starts]
+    best = int(np.argmax(means))
+    return float(means[best]), float(starts[best])
