@@ -8,7 +8,7 @@ Three measurements in one run:
    into the plant's physics, the virtual CAN nodes, the harness's CAN pumping, SCPI and Modbus
    round trips, and the rest (pytest, site start-up, report), because what limits the ratio is
    whatever is not the plant.
-2. The plant alone (``virtual_devices.plant``): a long steady-state advance (coarse steps) and a
+2. The plant alone (``virtual_devices.plant``): a long steady-state advance (steady steps) and a
    1 s fine window after an event, with and without an analyzer capture open.
 3. ``--profile``: the campaign again under cProfile in a child process (so the timed run above
    is not slowed by the profiler), top 10 by cumulative time within the harness's own code and
@@ -295,7 +295,7 @@ def plant_runs(steady_s: float) -> list[PlantRun]:
     for node in plant.nodes.values():
         node.inverter.set_power_setpoint(node.inverter.params.rated_power_w)
     plant.advance(plant.t + 10.0)  # ramped up and past the setpoint's fine window
-    runs = [_timed_advance(plant, f"steady state, {steady_s:g} s coarse", steady_s)]
+    runs = [_timed_advance(plant, f"steady state, {steady_s:g} s steady steps", steady_s)]
     plant.mark_event("bench")
     runs.append(_timed_advance(plant, "1 s fine window after an event", 1.0))
     plant.advance(plant.t + 2.0)

@@ -45,6 +45,14 @@ class Bench:
     analyzer: PowerAnalyzer
     load_bank: Any | None
     pcc_breaker: Breaker | None
+    ems: Any | None = None
+    """The site's EMS (harness.devices.ems), if the site file names one."""
+    meter: Any | None = None
+    """The settlement meter at the PCC (harness.devices.meter), if the site file names one."""
+    chamber: Any | None = None
+    """The climate chamber the batteries stand in (harness.devices.chamber), if any."""
+    pv_simulator: Any | None = None
+    """The DC source standing in for the PV arrays (harness.devices.pv_simulator), if any."""
     _stack: ExitStack = field(default_factory=ExitStack)
     expected_alarms: dict[str, frozenset[str]] = field(default_factory=dict)
     """Per home, BMS alarms a running fault test provokes on purpose (see :meth:`provoking`)."""
@@ -255,6 +263,12 @@ def open_bench(site: Site, contract: Contract, registry: DeviceRegistry | None =
             load_bank=build("load_bank", "load_bank", inst.load_bank) if inst.load_bank else None,
             pcc_breaker=build("breaker", "pcc_breaker", inst.pcc_breaker)
             if inst.pcc_breaker
+            else None,
+            ems=build("ems", "ems", site.spec.ems) if site.spec.ems else None,
+            meter=build("meter", "meter", site.spec.meter) if site.spec.meter else None,
+            chamber=build("chamber", "chamber", inst.chamber) if inst.chamber else None,
+            pv_simulator=build("pv_simulator", "pv_simulator", inst.pv_simulator)
+            if inst.pv_simulator
             else None,
             _stack=stack,
         )

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "switching: the scenario switches live power (opens breakers, islands)"
+    )
+    config.addinivalue_line(
+        "markers",
+        "long_duration: hours of site time; its CAN traffic is not logged frame by frame",
     )
     state = _RunState(config)
     config.stash[_STATE] = state
@@ -308,6 +313,14 @@ def load_bank(site: Any) -> Any:
 
 
 @pytest.fixture
+def pv_simulator(site: Any) -> Any:
+    """The DC source standing in for the homes' PV arrays (harness.devices.pv_simulator)."""
+    if site.pv_simulator is None:
+        pytest.skip("the site has no PV simulator")
+    return Stepped(site.pv_simulator)
+
+
+@pytest.fixture
 def pcc(site: Any) -> Any:
     if site.pcc_breaker is None:
         pytest.skip("the site has no controllable PCC breaker")
@@ -368,7 +381,9 @@ def protocol_capture(request: pytest.FixtureRequest) -> Iterator[None]:
     """A scenario on the site leaves the traffic it saw in its evidence folder: the CAN frames
     of every BMS (BLF and ASC) and every Modbus transaction (``modbus.csv``).
 
-    Tests that define their own ``site`` fixture (anything but a bench) record nothing.
+    Tests that define their own ``site`` fixture (anything but a bench) record nothing. A
+    scenario marked ``long_duration`` (a full charge cycle, a thermal soak: hours of frames that
+    its quantities do not come from) leaves the Modbus transactions only.
     """
     from harness.bench import Bench
 
@@ -380,8 +395,9 @@ def protocol_capture(request: pytest.FixtureRequest) -> Iterator[None]:
     from harness.transports.modbus import TransactionCsv
 
     folder: Path = request.getfixturevalue("evidence_dir")
+    frames = request.node.get_closest_marker("long_duration") is None
     with (
-        capture_traffic(site, lambda: folder),
+        capture_traffic(site, lambda: folder) if frames else nullcontext(),
         TransactionCsv(folder / "modbus.csv", site.clock.now),
     ):
         yield

@@ -22,7 +22,7 @@ NUMBER = r"[-+]?[\d,]+(?:\.\d+)?"
 EXPECTED = {
     "sim_speed": [
         rf"campaign simulated / wall \(verdicts\.json\)\s+{NUMBER}\s+\({NUMBER} s / {NUMBER} s\)",
-        rf"plant alone: steady state, 60 s coarse\s+{NUMBER}\s+\(1200 steps",
+        rf"plant alone: steady state, 60 s steady steps\s+{NUMBER}\s+\(120 steps",
         rf"in clock: plant physics\s+{NUMBER} s",
         rf"I/O: Modbus requests\s+{NUMBER} s",
     ],

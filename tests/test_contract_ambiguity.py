@@ -18,6 +18,8 @@ ALL_TERMS = (
     "  soc_band: {min: 10 %, max: 95 %}\n"
     "  depth_of_discharge: 85 %\n"
     "  critical_load: {starting_soc: 60 %, duration: 20 min}\n"
+    "  black_start: {sequence: [bms_wake, precharge, grid_forming_start]}\n"
+    "  rated_storage: {power: 5 kW, energy: 5 kWh}\n"
 )
 
 
@@ -87,8 +89,8 @@ def test_each_clause_counts_in_exactly_one_scorecard_category(tmp_path: Path) ->
     )
     errors = _errors(path)
     assert errors == [
-        f"{path}:7: scorecard.categories: clause B (trip.ov1.clearing_time) falls in 2 "
+        f"{path}:9: scorecard.categories: clause B (trip.ov1.clearing_time) falls in 2 "
         "categories (fit, grid); expected exactly one category's quantity patterns to match it",
-        f"{path}:7: scorecard.categories: clause C (bms.soc_error) falls in no category; "
+        f"{path}:9: scorecard.categories: clause C (bms.soc_error) falls in no category; "
         "expected exactly one category's quantity patterns to match it",
     ]

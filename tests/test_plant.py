@@ -293,8 +293,10 @@ def test_trip_lands_exactly_on_a_clearing_time_off_the_step_grid() -> None:
     before = plant.steps
     plant.advance(400.0)
     assert event_time(plant, f"{NODE}.inverter.trip:of1") == pytest.approx(183.0123, abs=1e-9)
-    # 1 s fine after each of the two events, coarse elsewhere, plus the step landing on the trip.
-    assert plant.steps - before == pytest.approx(2 * 1000 + (397.0 - 2.0) / 0.05 + 1, abs=2)
+    # 1 s fine after each of the two events, 5 s coarse after each window, steady (0.5 s)
+    # elsewhere, plus the step landing on the trip.
+    steady = (397.0 - 2 * 1.0 - 2 * 5.0) / 0.5
+    assert plant.steps - before == pytest.approx(2 * 1000 + 2 * 100 + steady + 1, abs=2)
 
 
 # -- enter service ---------------------------------------------------------------------------
@@ -340,8 +342,8 @@ def test_starts_in_service_on_a_healthy_grid() -> None:
 def test_steps_are_fine_after_events_and_coarse_otherwise() -> None:
     plant = make_plant()
     plant.advance(10.0)
-    assert plant.steps == 200  # 10 s / 50 ms
-    handle = plant.recorder.start(["pcc.voltage"])
+    assert plant.steps == 20  # nothing has happened yet: steady, 10 s / 0.5 s
+    handle = plant.recorder.start(["pcc.voltage"])  # while a capture is open: 50 ms at most
     plant.grid.set_voltage(1.02 * V_NOM)
     before = plant.steps
     plant.advance(20.0)
@@ -353,6 +355,28 @@ def test_steps_are_fine_after_events_and_coarse_otherwise() -> None:
     plant.advance(20.0)
     plant.advance(19.0)
     assert plant.t == 20.0
+
+
+def test_steps_are_steady_once_quiet_on_the_grid_and_unrecorded() -> None:
+    plant = make_plant()
+    plant.advance(1.0)
+    plant.grid.set_voltage(1.01 * V_NOM)  # an event at 1 s: fine to 2 s, coarse to 7 s
+    before = plant.steps
+    plant.advance(17.0)
+    assert plant.steps - before == pytest.approx(1000 + 100 + 20, abs=1)  # then steady, 0.5 s
+
+
+def test_energy_counters_integrate_the_power_of_each_step() -> None:
+    plant = make_plant(inverter={"setpoint_ramp_w_per_s": 1e9})
+    plant.nodes[NODE].inverter.set_power_setpoint(3600.0)
+    plant.advance(100.0)
+    exported = plant.channel(f"{NODE}.inverter.energy_export")
+    # 3.6 kW for 100 s less the first 1 ms step, which starts at 0 W (the setpoint applies
+    # from the end of the step it was commanded in).
+    assert exported == pytest.approx(3600.0 * (100.0 - 0.001) / 3600.0, rel=1e-9)
+    assert plant.channel(f"{NODE}.inverter.energy_import") == 0.0
+    # No load at the PCC: everything the unit exports leaves through it.
+    assert plant.channel("pcc.energy_export") == pytest.approx(exported, rel=1e-9)
 
 
 def test_recorder_keeps_only_the_capture_window() -> None:

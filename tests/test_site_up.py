@@ -105,6 +105,9 @@ def _check_endpoints_file(served: Served) -> None:
         "analyzer",
         "load_bank",
         "pcc_breaker",
+        "ems",
+        "chamber",
+        "meter",
     }
     assert {e["protocol"] for e in endpoints.values()} == {"modbus_tcp", "can", "scpi"}
     for key, entry in endpoints.items():

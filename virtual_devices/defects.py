@@ -27,6 +27,10 @@ class DefectKind:
 
 
 DEFECTS_DIR = Path(__file__).parent / "data" / "defects"
+SITE = "site"
+"""The node name of a site-wide device in a defect's ``device`` (``site.ems``)."""
+SITE_ROLES = frozenset({"ems", "meter"})
+"""Roles of devices the whole site shares, named ``site.<role>``."""
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +81,19 @@ def parse_defects(site: Site) -> list[AppliedDefect]:
                 )
             )
             continue
-        if node not in nodes:
+        if kind.role in SITE_ROLES:
+            if d.device != f"{SITE}.{kind.role}":
+                errors.append(
+                    _err(
+                        site,
+                        i,
+                        where + ".device",
+                        f"{d.kind} applies to the site's {kind.role}: device {SITE}.{kind.role}",
+                        "device",
+                    )
+                )
+                continue
+        elif node not in nodes:
             errors.append(
                 _err(site, i, where + ".device", f"no node {node!r} in this site", "device")
             )

@@ -12,9 +12,13 @@ from harness.config.contract import load_contract
 from harness.config.errors import ConfigErrors
 from harness.config.settings import Settings
 from harness.config.site import Site
+from virtual_devices import comm_faults_config
+from virtual_devices import performance_config as performance
 from virtual_devices.defects import AppliedDefect, defects_for
+from virtual_devices.ems_config import ems_params
 from virtual_devices.plant.bms_logic import load_bms_settings
 from virtual_devices.plant.island_params import GridFormingParams, LoadParams
+from virtual_devices.plant.operation import load_operation_settings
 from virtual_devices.plant.params import (
     TRIP_FUNCTIONS,
     BatteryParams,
@@ -25,6 +29,7 @@ from virtual_devices.plant.params import (
     PlantParams,
     TripSetting,
 )
+from virtual_devices.topology_config import home_battery, pv_params, shared_storage
 
 
 def _settings(site: Site) -> Settings:
@@ -117,6 +122,29 @@ def _bms_defects(site: Site, defects: list[AppliedDefect], node: str) -> dict[st
     return out
 
 
+OPERATION_DEFECTS = {
+    "setpoint_ramp_gain": "setpoint_ramp_gain",
+    "dispatch_delay": "dispatch_delay_s",
+    "soc_floor_ignored": "soc_floor_applied_pct",
+}
+"""Defect kinds of an inverter's normal operation (data/defects/operation.yaml) -> the
+InverterParams field each sets."""
+
+
+def _operation(rated_power_w: float, defects: dict[str, AppliedDefect]) -> dict[str, Any]:
+    """The inverter's setpoint ramp and SoC reserve (data/inverter_operation.yaml) and its
+    operation defects, as InverterParams keywords."""
+    settings = load_operation_settings()
+    out: dict[str, Any] = {
+        "setpoint_ramp_w_per_s": settings.ramp_w_per_s(rated_power_w),
+        "soc_reserve_pct": settings.soc_reserve_pct,
+    }
+    for kind, name in OPERATION_DEFECTS.items():
+        if (d := defects.get(kind)) is not None:
+            out[name] = d.value
+    return out
+
+
 GRID_FORMING_DEFECTS = {"transfer_delay": "transfer_delay_s", "standby_drain": "standby_drain_w"}
 """Defect kinds of a grid-forming inverter -> the GridFormingParams field each sets."""
 
@@ -168,8 +196,7 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
         inv = node.inverter
         inv_defects = defects_for(defects, node.name, "inverter")
         island = inv_defects.get("anti_islanding_delay")
-        battery = node.battery
-        assert battery is not None
+        battery = home_battery(site, node)
         nodes.append(
             NodeParams(
                 name=node.name,
@@ -180,26 +207,36 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
                     trips=dict(trips),
                     enter_service=enter,
                     anti_islanding_detection_s=inv.virtual.anti_islanding_detection,
-                    efficiency=inv.virtual.efficiency,
+                    efficiency=performance.efficiency(
+                        site, defects, node.name, inv.virtual.efficiency
+                    ),
                     anti_islanding_delay_s=island.value if island else None,
                     grid_forming=_grid_forming(site, node.name, inv_defects),
+                    **_operation(inv.rated_power, inv_defects),
                     **_protection_defects(site, defects, node.name),
+                    **comm_faults_config.inverter_options(site, inv_defects),
                 ),
                 battery=BatteryParams(
                     cells_in_series=battery.cells_in_series,
                     capacity_ah=battery.capacity,
+                    capacity_shortfall=performance.capacity_shortfall(site, defects, node.name),
                     initial_soc_pct=battery.initial_soc,
                     resistance_ohm=battery.resistance,
                     ambient_c=battery.ambient,
                     thermal_capacity_j_per_c=battery.thermal_capacity,
-                    thermal_resistance_c_per_w=1.0 / battery.cooling,
+                    thermal_resistance_c_per_w=1.0
+                    / performance.cooling(site, defects, node.name, battery.cooling),
                     charge_voltage_limit_v=battery.charge_voltage_limit,
                     discharge_voltage_limit_v=battery.discharge_voltage_limit,
                     max_charge_current_a=battery.max_charge_current,
                     max_discharge_current_a=battery.max_discharge_current,
                     **_bms_defects(site, defects, node.name),
+                    **comm_faults_config.battery_options(
+                        site, defects_for(defects, node.name, "bms")
+                    ),
                 ),
                 loads=[LoadParams(ld.name, ld.priority, ld.power) for ld in node.loads],
+                pv=pv_params(node),
             )
         )
     load = site.spec.island_load
@@ -208,4 +245,7 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
         nominal_frequency_hz=nominal_f,
         nodes=nodes,
         island_load=IslandLoadParams(load.power, load.quality_factor),
+        ems=ems_params(site, defects),
+        topology=site.spec.site.topology,
+        shared_storage=shared_storage(site),
     )

@@ -11,6 +11,7 @@ import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import can
@@ -26,6 +27,9 @@ from harness.transports.aioloop import LoopThread
 from harness.transports.can import load_database
 from virtual_devices.defects import AppliedDefect, defects_for, parse_defects
 from virtual_devices.endpoints.bms import VirtualBms
+from virtual_devices.endpoints.chamber import ChamberHandler
+from virtual_devices.endpoints.ems import DEFAULT_MAP as EMS_MAP
+from virtual_devices.endpoints.ems import EmsEndpoint
 from virtual_devices.endpoints.fault_insertion import FaultInsertionEndpoint
 from virtual_devices.endpoints.instruments import (
     GridSimulatorHandler,
@@ -36,6 +40,8 @@ from virtual_devices.endpoints.instruments import (
 from virtual_devices.endpoints.inverter import SunSpecInverterEndpoint, defect_options
 from virtual_devices.endpoints.inverter_can import InverterHeartbeat
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
+from virtual_devices.endpoints.meter import meter_at_pcc
+from virtual_devices.endpoints.pv_simulator import PvSimulatorHandler
 from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
 from virtual_devices.endpoints.sim_bus import sim_bus
 from virtual_devices.plant.plant import Plant
@@ -45,6 +51,14 @@ HOST = "127.0.0.1"
 
 BusFactory = Callable[[str], can.BusABC]
 """Opens the bus a virtual BMS transmits on, given its channel name."""
+
+
+def _pv_rating(node: Any) -> float:
+    """A home's PV inverter's AC rating, W (0: no PV), for the meter's full scale."""
+    pv = node.pv
+    if pv is None:
+        return 0.0
+    return float(pv.rating if pv.inverter_rating is None else pv.inverter_rating)
 
 
 def sim_time_bus(channel: str) -> can.BusABC:
@@ -152,6 +166,51 @@ class VirtualSite:
             self.endpoints["pcc_breaker"] = ModbusTcpEndpoint(
                 transport="modbus_tcp", host=HOST, port=io.port, unit=io.unit
             )
+        if inst.chamber is not None:
+            self._instrument("chamber", inst.chamber, ChamberHandler)
+        if inst.pv_simulator is not None:
+            self._instrument("pv_simulator", inst.pv_simulator, PvSimulatorHandler)
+        self._meter(defects)
+        ems = self.site.spec.ems
+        if ems is not None and ems.endpoint.transport == "virtual" and self.plant.ems is not None:
+            ems_map = self.site.resolve(Path(ems.options["map"])) if "map" in ems.options else None
+            ems_server = EmsEndpoint(
+                self.plant.ems,
+                lambda: self.plant.t,
+                self.plant.mark_event,
+                lock=self.lock,
+                loop=self.loop,
+                map_path=ems_map or EMS_MAP,
+            )
+            ems_server.start()
+            self._servers.append(ems_server)
+            self.endpoints["ems"] = ModbusTcpEndpoint(
+                transport="modbus_tcp", host=HOST, port=ems_server.port, unit=ems_server.unit
+            )
+
+    def _meter(self, defects: list[AppliedDefect]) -> None:
+        """The settlement meter at the PCC, if the site has a virtual one."""
+        cfg = self.site.spec.meter
+        if cfg is None or cfg.endpoint.transport != "virtual":
+            return
+        ident = cfg.identity
+        spec = self.site.spec
+        server = meter_at_pcc(
+            self.plant,
+            {"Mn": ident.manufacturer, "Md": ident.model, "SN": ident.serial, "Vr": ident.firmware},
+            defects_for(defects, "site", "meter"),
+            max_power_w=sum(n.inverter.rated_power for n in spec.nodes)
+            + sum(ld.power for n in spec.nodes for ld in n.loads)
+            + sum(_pv_rating(n) for n in spec.nodes),
+            nominal_voltage_v=spec.site.nominal_voltage,
+            lock=self.lock,
+            loop=self.loop,
+        )
+        server.start()
+        self._servers.append(server)
+        self.endpoints["meter"] = ModbusTcpEndpoint(
+            transport="modbus_tcp", host=HOST, port=server.port, unit=server.unit
+        )
 
     def _battery_bench(
         self, node: Any, pnode: Any, bms: VirtualBms, can_bus: BusFactory, channel: str

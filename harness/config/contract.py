@@ -18,7 +18,7 @@ from harness.config.errors import ConfigErrors
 from harness.config.quantities import catalogue
 from harness.config.scorecard import Scorecard
 from harness.config.settings import Settings
-from harness.config.units import Percent, Seconds, UnitError, to_unit
+from harness.config.units import Celsius, Percent, Seconds, UnitError, Watts, to_unit
 from harness.config.validation import validate
 from harness.config.yamlsrc import load_yaml
 
@@ -151,6 +151,44 @@ class CriticalLoad(BaseModel):
     duration: Seconds = Field(gt=0)
 
 
+class BlackStart(BaseModel):
+    """The buyer's codified black-start sequence: the steps, by name, in the order the EMS must
+    complete them (its reported step log is compared with it). The loads it must bring back
+    are the site's critical loads, the same circuit definitions.critical_load is about."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sequence: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("sequence")
+    @classmethod
+    def _unique_steps(cls, steps: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({s for s in steps if steps.count(s) > 1})
+        if repeated:
+            raise ValueError(f"a step appears twice in the sequence: {', '.join(repeated)}")
+        return steps
+
+
+class RatedStorage(BaseModel):
+    """Each storage unit's contracted rating: the power the performance tests charge and
+    discharge at, and the energy that sets how long a full charge or discharge may take (the
+    limits on what is measured stay in the clauses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    power: Watts = Field(gt=0)
+    energy: float = Field(gt=0)
+    """kWh."""
+
+    @field_validator("energy", mode="before")
+    @classmethod
+    def _kwh(cls, value: Any) -> float:
+        try:
+            return to_unit(value, "kWh")
+        except UnitError as exc:
+            raise ValueError(f"{exc}; expected an energy such as 5 kWh") from None
+
+
 class Definitions(BaseModel):
     """Terms the contract defines and scenarios measure against (limits stay in clauses)."""
 
@@ -160,6 +198,10 @@ class Definitions(BaseModel):
     depth_of_discharge: Percent | None = Field(None, gt=0, le=100)
     """The depth of discharge usable energy and cycle life are stated at."""
     critical_load: CriticalLoad | None = None
+    black_start: BlackStart | None = None
+    rated_storage: RatedStorage | None = None
+    worst_case_ambient: Celsius | None = None
+    """The hottest ambient the units must work in (the thermal test's chamber set point)."""
 
     def merged(self, override: Definitions) -> Definitions:
         """``override``'s terms replace these, term by term."""

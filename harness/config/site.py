@@ -140,6 +140,26 @@ class BatteryConfig(_Strict):
     max_discharge_current: float = Field(100.0, gt=0)
 
 
+class PvConfig(_Strict):
+    """A home's PV array and its grid-following PV inverter (virtual: virtual_devices/plant/
+    pv.py, irradiance from its data profile or a ``pv_simulator``). ``rating``: the array's DC
+    power at standard test conditions; ``inverter_rating``: the PV inverter's AC rating (default:
+    the array's); ``ambient``: the air the array stands in."""
+
+    rating: Watts = Field(gt=0)
+    inverter_rating: Watts | None = Field(None, gt=0)
+    ambient: Celsius = 25.0
+
+
+class SharedStorageConfig(_Strict):
+    """The storage a ``dc_bus`` or ``hybrid`` site shares (virtual_devices/plant/topology.py):
+    the one bank on the central DC bus, or the bulk bank backing every home. ``share``
+    (hybrid only): the fixed part of each home's DC power the bulk bank carries."""
+
+    battery: BatteryConfig
+    share: Percent | None = Field(None, gt=0, lt=100)
+
+
 class LoadConfig(_Strict):
     """A home's load behind its own breaker (virtual sites: resistive, ``power`` at nominal)."""
 
@@ -160,6 +180,7 @@ class NodeConfig(_Strict):
     battery: BatteryConfig | None = None
     loads: list[LoadConfig] = Field(default_factory=list)
     fault_insertion: InstrumentConfig | None = None
+    pv: PvConfig | None = None
 
     @field_validator("loads")
     @classmethod
@@ -197,6 +218,12 @@ class Instruments(_Strict):
     analyzer: InstrumentConfig | None = None
     load_bank: InstrumentConfig | None = None
     pcc_breaker: InstrumentConfig | None = None
+    chamber: InstrumentConfig | None = None
+    """A climate chamber the batteries stand in (role ``chamber``, SCPI): the thermal scenario
+    sets it to the contract's worst-case ambient; a virtual one sets the virtual packs'."""
+    pv_simulator: InstrumentConfig | None = None
+    """The DC source standing in for the homes' PV arrays (role ``pv_simulator``, SCPI): a
+    scenario programs its irradiance level; a virtual one drives every virtual array."""
 
 
 class IslandLoadConfig(_Strict):
@@ -234,7 +261,16 @@ class SiteFile(_Strict):
     site: SiteInfo
     nodes: list[NodeConfig] = Field(min_length=1)
     instruments: Instruments = Field(default_factory=Instruments)
+    ems: InstrumentConfig | None = None
+    """The site's energy management system (role ``ems``: shutdown, black start), e.g.
+    ``{driver: modbus_ems, endpoint: {transport: virtual}, options: {map: ../maps/ems.yaml}}``;
+    a site without one leaves out the scenarios that need it."""
+    meter: InstrumentConfig | None = None
+    """The settlement meter at the PCC (role ``meter``), e.g. ``{driver: sunspec, endpoint:
+    {transport: virtual}}``: SunSpec models 1 and 203 over Modbus."""
     island_load: IslandLoadConfig = IslandLoadConfig()
+    shared_storage: SharedStorageConfig | None = None
+    """The dc_bus bank or hybrid bulk bank (site.topology); none on an ac_coupled site."""
     safety: SafetyConfig = SafetyConfig()
     defects: list[Defect] = Field(default_factory=list)
 
@@ -248,7 +284,31 @@ class SiteFile(_Strict):
         return nodes
 
     @model_validator(mode="after")
+    def _storage_fits_topology(self) -> SiteFile:
+        topology = self.site.topology
+        storage = self.shared_storage
+        if topology == "ac_coupled":
+            if storage is not None:
+                raise ValueError(
+                    "shared_storage: an ac_coupled site has none (each home has its own "
+                    "battery); use topology dc_bus or hybrid"
+                )
+            return self
+        if storage is None:
+            raise ValueError(f"a {topology} site needs 'shared_storage' (its shared bank)")
+        if topology == "dc_bus" and storage.share is not None:
+            raise ValueError("shared_storage.share: a dc_bus bank carries all the homes' power")
+        if topology == "hybrid" and storage.share is None:
+            raise ValueError(
+                "shared_storage.share: a hybrid site needs the part of each home's power its "
+                "bulk bank carries (e.g. 30 %)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _virtual_needs_battery(self) -> SiteFile:
+        if self.site.topology == "dc_bus":
+            return self  # every home's BMS reports the shared bank
         for node in self.nodes:
             if node.bms.endpoint.transport == "virtual" and node.battery is None:
                 raise ValueError(f"node {node.name}: a virtual BMS needs a 'battery' section")
@@ -289,9 +349,14 @@ class Site(BaseModel):
             instruments.analyzer,
             instruments.load_bank,
             instruments.pcc_breaker,
+            instruments.chamber,
+            instruments.pv_simulator,
+            self.spec.meter,
         ):
             if inst is not None:
                 out.append(inst.endpoint)
+        if self.spec.ems is not None:
+            out.append(self.spec.ems.endpoint)
         return out
 
     def resolve(self, relative: Path) -> Path:

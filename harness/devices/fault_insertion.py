@@ -30,6 +30,8 @@ LINES = {
     "temperature": ("Sensor.Driven", "Sensor.Temperature"),
     "current": ("Shunt.Driven", "Shunt.Current"),
 }
+ENABLE = "BmsEnable.Connected"
+PRECHARGE_OPEN = "PrechargeResistor.Open"
 
 
 class FaultInsertion(Device):
@@ -48,6 +50,14 @@ class FaultInsertion(Device):
 
     def release(self, line: str) -> None:
         """Give ``line`` back to the pack."""
+        raise NotImplementedError
+
+    def set_bms_enable(self, on: bool) -> None:
+        """Give (True) or take away the BMS's enable input: away, it opens its contactors."""
+        raise NotImplementedError
+
+    def open_precharge_resistor(self, opened: bool) -> None:
+        """Open (True) the precharge resistor, so no precharge can complete; False restores it."""
         raise NotImplementedError
 
     def release_all(self) -> None:
@@ -112,6 +122,19 @@ class ModbusFaultInsertion(FaultInsertion):
     def release(self, line: str) -> None:
         coil, _ = self._line(line)
         self._write({coil: 0.0}, f"releasing the {line} line")
+
+    def _switch(self, coil: str, on: bool, what: str) -> None:
+        if coil not in self.device.regmap:
+            raise DeviceError(f"{self.name}: the unit has no {coil} ({what})")
+        self._write({coil: 1.0 if on else 0.0}, what)
+
+    def set_bms_enable(self, on: bool) -> None:
+        self._switch(ENABLE, on, f"{'giving' if on else 'taking away'} the BMS's enable input")
+
+    def open_precharge_resistor(self, opened: bool) -> None:
+        self._switch(
+            PRECHARGE_OPEN, opened, f"{'opening' if opened else 'closing'} the precharge resistor"
+        )
 
     def disconnect(self) -> None:
         self.device.client.close()

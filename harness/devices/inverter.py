@@ -39,6 +39,12 @@ ENTER_SERVICE = {
     "DEREnterService.ESDlyTms": ("delay", 1.0),
     "DEREnterService.ESRmpTms": ("ramp", 1.0),
 }
+# The unit's operation settings: name -> point (704 ramp in % of rated per second, 802 reserve %).
+OPERATION = {
+    "setpoint_ramp_pct_per_s": "DERCtlAC.WRmp",
+    "soc_reserve_min_pct": "battery.SoCRsvMin",
+    "soc_reserve_max_pct": "battery.SocRsvMax",
+}
 # What the unit reports of its battery: quantity -> points in order of preference (802, 713).
 STORAGE_POINTS = {"soc": ("battery.SoC", "DERStorageCapacity.SoC"), "voltage": ("battery.V",)}
 
@@ -148,6 +154,13 @@ class SunSpecInverter(Inverter):
             for p, v in values.items()
             if isinstance(v, float)
         }
+
+    def operation_settings(self) -> dict[str, float]:
+        """The setpoint ramp and SoC reserve the unit reports (SunSpec 704 WRmp, 802 SoCRsvMin
+        and SocRsvMax), named as :data:`OPERATION`; those it does not implement are left out."""
+        present = {name: p for name, p in OPERATION.items() if p in self.device.regmap}
+        values = self._read_many(list(present.values()), "operation settings") if present else {}
+        return {name: value for name, p in present.items() if isinstance(value := values[p], float)}
 
     def storage_readings(self) -> dict[str, float]:
         """What the unit itself reports of its battery (SunSpec 802, SoC also 713): ``soc`` %,

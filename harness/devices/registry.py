@@ -86,6 +86,31 @@ def _modbus_fiu(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> 
         raise
 
 
+def _modbus_ems(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
+    from pathlib import Path
+
+    from harness.devices.ems import DEFAULT_MAP, ModbusEms
+
+    client = _modbus_client(key, endpoint)
+    map_path = site.resolve(Path(cfg.options["map"])) if "map" in cfg.options else DEFAULT_MAP
+    try:
+        return ModbusEms.from_map(key, client, map_path, endpoint.unit)
+    except BaseException:
+        client.close()
+        raise
+
+
+def _sunspec_meter(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
+    from harness.devices.meter import SunSpecMeter
+
+    client = _modbus_client(key, endpoint)
+    try:
+        return SunSpecMeter.connect(key, client, endpoint.unit)
+    except BaseException:
+        client.close()
+        raise
+
+
 def _dbc_bms(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
     from harness.devices.bms import DbcBms, load_bms_map
     from harness.transports.can import CanTransport, load_database, open_bus
@@ -163,6 +188,8 @@ def default_registry() -> DeviceRegistry:
     registry.register("bms", "dbc", _dbc_bms)
     registry.register("breaker", "modbus_coil", _coil_breaker)
     registry.register("fault_insertion", "modbus_fiu", _modbus_fiu)
+    registry.register("ems", "modbus_ems", _modbus_ems)
+    registry.register("meter", "sunspec", _sunspec_meter)
     # Every instrument dialect (a data file per family: scpi, chroma-61800, yokogawa-wt1800 ...)
     # registers the table-driven SCPI driver of each role it serves, under the family's name.
     from harness.transports.dialects import available, load_dialect
@@ -171,6 +198,8 @@ def default_registry() -> DeviceRegistry:
         "grid": _scpi("harness.devices.grid.ScpiGridSimulator"),
         "analyzer": _scpi("harness.devices.analyzer.ScpiPowerAnalyzer", clocked=True),
         "load_bank": _scpi("harness.devices.loadbank.ScpiLoadBank"),
+        "chamber": _scpi("harness.devices.chamber.ScpiChamber"),
+        "pv_simulator": _scpi("harness.devices.pv_simulator.ScpiPvSimulator"),
     }
     for family in available():
         for role in load_dialect(family).roles:

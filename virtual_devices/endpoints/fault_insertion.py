@@ -3,7 +3,9 @@
 The map is data (``fixtures/maps/bms-fiu.yaml``). Coil ``InverterCan.Connected`` is the relay in
 the inverter's CAN cable (:class:`~virtual_devices.endpoints.inverter_can.InverterHeartbeat`);
 coils ``CellTap.Driven``, ``Sensor.Driven`` and ``Shunt.Driven`` switch one of the BMS's sense
-lines from the pack to the unit's own source, set by the matching holding register. Every change
+lines from the pack to the unit's own source, set by the matching holding register. Coil
+``BmsEnable.Connected`` is the BMS's enable input, ``PrechargeResistor.Open`` a relay that opens
+its precharge resistor (:data:`SWITCHES`). Every change
 reaches the plant's BMS at once (``set_override``) and is marked as a plant event, so the BMS
 sees it at the exact instant of the write, as it would a relay closing.
 
@@ -30,6 +32,11 @@ LINES = {
     "CellTap.Driven": ("CellTap.Voltage", "cell_voltage"),
     "Sensor.Driven": ("Sensor.Temperature", "temperature"),
     "Shunt.Driven": ("Shunt.Current", "current"),
+}
+SWITCHES = {
+    # coil -> (value on start, the plant BMS's method that takes the coil's value)
+    "BmsEnable.Connected": (True, "set_enable"),
+    "PrechargeResistor.Open": (False, "set_precharge_blocked"),
 }
 
 
@@ -59,10 +66,11 @@ class FaultInsertionEndpoint:
         self.notify = notify
         self.unit = unit
         self.regmap = load_yaml_map(map_path)
-        for point in (LINK, *LINES, *(reg for reg, _ in LINES.values())):
+        for point in (LINK, *LINES, *SWITCHES, *(reg for reg, _ in LINES.values())):
             self.regmap.point(point)  # the map must name every point this unit serves
         self._driven = dict.fromkeys(LINES, False)
         self._values = {reg: 0.0 for reg, _ in LINES.values()}
+        self._switches = {coil: start for coil, (start, _) in SWITCHES.items()}
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
 
     @property
@@ -78,6 +86,7 @@ class FaultInsertionEndpoint:
     def read_points(self) -> Mapping[str, Value]:
         points: dict[str, Value] = {LINK: 1.0 if self.link is None or self.link.connected else 0.0}
         points.update({coil: 1.0 if on else 0.0 for coil, on in self._driven.items()})
+        points.update({coil: 1.0 if on else 0.0 for coil, on in self._switches.items()})
         points.update(self._values)
         return points
 
@@ -89,6 +98,11 @@ class FaultInsertionEndpoint:
                 raise KeyError(name)  # no inverter on this battery's bus to disconnect
             self.link.connected = _bit(name, value)
             self.notify(f"{self.name}.inverter_can:{'connected' if value else 'broken'}")
+            return
+        if name in SWITCHES:
+            on = self._switches[name] = _bit(name, value)
+            getattr(self.bms, SWITCHES[name][1])(on)
+            self.notify(f"{self.name}.{name}:{int(on)}")
             return
         if name in LINES:
             self._driven[name] = _bit(name, value)

@@ -52,6 +52,8 @@ UNITS_BY_SUFFIX: Mapping[str, str] = {
     "voltage": "V",
     "current": "A",
     "power": "W",
+    "energy_import": "Wh",
+    "energy_export": "Wh",
     "reactive_power": "var",
     "frequency": "Hz",
     "soc": "%",

@@ -7,12 +7,24 @@ which plant quantity feeds which point and which writes reach the plant. Anythin
 not model is served as "not implemented", never invented. Scale factors are chosen from the
 ratings so that every value fits its register with the finest resolution.
 
+Operation settings are served as the unit holds them, read-only (a write is answered
+ILLEGAL_ADDRESS: "not adjustable on this unit"): 704 ``WRmp``, its setpoint ramp in % of rated
+power per second, and 802 ``SoCRsvMin`` / ``SocRsvMax``, its SoC reserve. A defect changes what
+the unit does, never these.
+
 Writes that reach the plant: 704 ``WSetEna`` / ``WSetMod`` / ``WSet`` / ``WSetPct`` (the active
 power setpoint, within +-rated power; each reads back the setting last written, as SunSpec
 controls do), 802 ``CtrlHb`` (stored and read back) and ``AlmRst`` (the plant latches no alarm,
 so a reset is accepted and has nothing to do). Writes to other writable points are answered
 ILLEGAL_ADDRESS: this virtual inverter does not implement those controls (802 ``SetOp`` and
 ``SetInvState`` are served as the present state, CONNECT and STARTED/STANDBY/STOPPED).
+
+Communication-loss supervision (virtual_devices/plant/comm_supervision.py) through 704's
+reversion points: ``WSetRvrtTms`` (s, 0 = none) is the timeout, ``WSetRvrt`` (W, within
++-rated) the safe setpoint applied while ``WSetEnaRvrt`` is ENABLED (DISABLED: the setpoint
+control reverts to disabled, 0 W); ``WSetRvrtRem`` counts down. Every request addressed to the
+unit, read or write, restarts the timer; the reversion itself shows in the output (701 ``W``),
+while the 704 controls read back as last written.
 
 Intentional islanding (a grid-forming plant unit, virtual_devices/plant/grid_forming.py): 702
 ``IntIslandCatRtg`` rates INT_ISL_CAPABLE (plus ISOCH_CAPABLE in isochronous mode; nothing for a
@@ -46,7 +58,8 @@ from harness.transports.sunspec import build_sunspec_map, choose_sf
 from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
 
 MODELS = (1, 701, 702, 703, 704, 713, 802)
-_RANGED = ("DERCtlAC.WSet", "DERCtlAC.WSetPct")
+_RANGED = ("DERCtlAC.WSet", "DERCtlAC.WSetPct", "DERCtlAC.WSetRvrt")
+_REVERSION = ("DERCtlAC.WSetEnaRvrt", "DERCtlAC.WSetRvrt", "DERCtlAC.WSetRvrtTms")
 
 # Plant inverter states -> 701 symbols (InvSt, ConnSt, St). OFF while an enter-service delay
 # runs is reported STARTING: the unit is on its way into service.
@@ -200,11 +213,13 @@ class SunSpecInverterEndpoint:
         self._ctrl_hb: float | None = None
         self._set_op = 1.0  # CONNECT: the battery is connected and stays so
         self._island_cat: int | None = None  # 702 IntIslandCat as last written
+        self._reversion = {name: 0.0 for name in _REVERSION}  # 704 reversion, as last written
         self._limits = {
             name: self._widened(low, high)
             for name, (low, high) in (
                 ("DERCtlAC.WSet", (-self._rated, self._rated)),
                 ("DERCtlAC.WSetPct", (-100.0, 100.0)),
+                ("DERCtlAC.WSetRvrt", (-self._rated, self._rated)),
             )
         }
         self.regmap: RegisterMap = build_sunspec_map(MODELS, base).with_limits(self._limits)
@@ -305,6 +320,7 @@ class SunSpecInverterEndpoint:
         values.update(self._enter_service())
         values.update(self._controls())
         values.update(self._storage())
+        values.update(self._operation())
         return values
 
     def _common(self) -> dict[str, Value]:
@@ -426,8 +442,54 @@ class SunSpecInverterEndpoint:
             "DEREnterService.ESDlyRemTms": None if remaining is None else float(round(remaining)),
         }
 
-    def _controls(self) -> dict[str, Value]:
+    def _operation(self) -> dict[str, Value]:
+        """704 WRmp and 802 SoCRsvMin / SocRsvMax: the unit's settings (None: not modelled)."""
+        params = self.node.inverter.params
+        ramp = getattr(params, "ramp_rate_w_per_s", None)
+        reserve = getattr(params, "soc_reserve_pct", None)
         return {
+            "DERCtlAC.WRmp": None if ramp is None else float(round(100.0 * ramp / self._rated)),
+            "battery.SoCRsvMin": None if reserve is None else float(reserve[0]),
+            "battery.SocRsvMax": None if reserve is None else float(reserve[1]),
+        }
+
+    def on_request(self) -> None:
+        """A request addressed to this unit arrived: its communication-loss timer restarts."""
+        comm = getattr(self.node.inverter, "comm", None)
+        now = getattr(self.plant, "t", None)
+        if comm is not None and now is not None:
+            comm.heard(float(now))
+
+    def _remaining(self) -> float | None:
+        comm = getattr(self.node.inverter, "comm", None)
+        now = getattr(self.plant, "t", None)
+        if comm is None or now is None:
+            return None
+        left = comm.remaining(float(now))
+        return 0.0 if left is None else float(math.ceil(left))
+
+    def _write_reversion(self, name: str, value: float) -> None:
+        if name == "DERCtlAC.WSetEnaRvrt" and value not in (0.0, 1.0):
+            raise ValueError(f"WSetEnaRvrt is 0 (DISABLED) or 1 (ENABLED), not {value:g}")
+        if name == "DERCtlAC.WSetRvrtTms" and value < 0:
+            raise ValueError(f"WSetRvrtTms {value:g} is negative")
+        if name == "DERCtlAC.WSetRvrt":
+            self._check_range(name, value)
+        self._reversion[name] = value
+        inverter: Any = self.node.inverter
+        timeout = self._reversion["DERCtlAC.WSetRvrtTms"]
+        enabled = self._reversion["DERCtlAC.WSetEnaRvrt"] == 1.0
+        inverter.configure_comm_supervision(
+            enabled=timeout > 0,
+            timeout_s=timeout,
+            safe_setpoint_w=self._reversion["DERCtlAC.WSetRvrt"] if enabled else 0.0,
+        )
+
+    def _controls(self) -> dict[str, Value]:
+        supervised = hasattr(self.node.inverter, "comm")
+        return {
+            **(dict(self._reversion) if supervised else {}),
+            "DERCtlAC.WSetRvrtRem": self._remaining() if supervised else None,
             "DERCtlAC.WSetEna": 1.0 if self._wset_enabled else 0.0,
             "DERCtlAC.WSetMod": float(self._wset_mode),
             "DERCtlAC.WSet": self._wset_w,
@@ -501,6 +563,9 @@ class SunSpecInverterEndpoint:
             self._wset_pct = value
         elif name == "DERCapacity.IntIslandCat":
             self._write_island_setting(value)
+            return
+        elif name in _REVERSION and hasattr(self.node.inverter, "comm"):
+            self._write_reversion(name, value)
             return
         elif name == "battery.CtrlHb":
             self._ctrl_hb = value

@@ -56,7 +56,10 @@ _UNSERVED_FUNCTIONS = {2, 4}  # discrete inputs, input registers
 
 
 class PointProvider(Protocol):
-    """What a virtual device offers a Modbus server, point by point (names of the map)."""
+    """What a virtual device offers a Modbus server, point by point (names of the map).
+
+    A provider may also define ``on_request()``: called (under the lock) for every request
+    addressed to it, before it is served, e.g. for a communication-loss supervision."""
 
     def read_points(self) -> Mapping[str, Value]:
         """Present values (scale factors included, by their point names); absent = unimplemented.
@@ -298,6 +301,9 @@ class ModbusServerEndpoint:
             return ExcCodes.ILLEGAL_ADDRESS
         try:
             with self.lock:
+                heard = getattr(self.provider, "on_request", None)
+                if heard is not None:  # e.g. an inverter's communication-loss supervision
+                    heard()
                 if function_code in _COIL_FUNCTIONS:
                     return self._coil_request(start_address, address, registers, set_values)
                 return self._register_request(start_address, address, count, registers, set_values)

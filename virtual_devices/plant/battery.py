@@ -129,6 +129,7 @@ class Battery:
                 emit=self._bms_event,
                 extra_delays_s=params.protection_delays_s,
                 ignore_heartbeat_loss=params.ignore_heartbeat_loss,
+                precharge_extra_s=params.precharge_delay_s,
             )
         self.protections: set[str] = self.bms.alarms if self.bms else set()
         self.warnings: set[str] = self.bms.warnings if self.bms else set()
@@ -137,7 +138,8 @@ class Battery:
         self._r = params.resistance_ohm
         self._soc = params.initial_soc_pct
         self._soh = params.soh_pct
-        self._amp_s_per_pct = params.capacity_ah * params.soh_pct / 100.0 * 3600.0 / 100.0
+        held_ah = params.capacity_ah * (1.0 - params.capacity_shortfall)
+        self._amp_s_per_pct = held_ah * params.soh_pct / 100.0 * 3600.0 / 100.0
         self._power_w = 0.0
         self._current_a = 0.0
         self._ocv_v = 0.0

@@ -21,10 +21,16 @@ and response, the heartbeat timeout and the contactor's precharge. This module o
 * **Contactor.** Closed at start (the site is running). Opened by a protection or a lost
   heartbeat; closed again through precharge once nothing has kept it open for ``reclose_after``.
   While it is not closed the pack carries no current and both limits are zero.
+* **Precharge.** The precharge relay charges the DC link for ``precharge``; a precharge that
+  cannot complete (the precharge resistor open, :meth:`set_precharge_blocked`) is given up
+  ``precharge_timeout`` after it began: the contactor state latches ``fault`` and the alarm
+  ``precharge_fault`` is raised until the BMS's enable input is taken away (:meth:`set_enable`,
+  the bench's key switch), which resets it.
 
 Defect hooks (``virtual_devices/data/defects/bms_faults.yaml``): ``extra_delays_s`` makes a
 protection (or the heartbeat timeout) respond that much later; ``ignore_heartbeat_loss`` makes the
-BMS never act on a lost heartbeat. Both change behaviour only; the settings stay as they are.
+BMS never act on a lost heartbeat; ``precharge_extra_s`` makes it give up a failed precharge that
+much later than ``precharge_timeout``. All change behaviour only; the settings stay as they are.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ CONTACTOR_STATES = ("open", "precharging", "closed", "fault")
 HEARTBEAT = "heartbeat"
 """The name under which ``extra_delays_s`` delays the heartbeat supervision."""
 HEARTBEAT_LOST = "heartbeat_lost"
+PRECHARGE_FAULT = "precharge_fault"
+"""The alarm a failed precharge raises (latched with the contactor state ``fault``)."""
 """The warning set while the inverter heartbeat is lost."""
 EPS_S = 1e-7
 """A timer is due this close to its instant (the pack's clock sums its steps)."""
@@ -289,6 +297,7 @@ class BmsLogic:
         emit: Callable[[str], None] = _ignore,
         extra_delays_s: Mapping[str, float] | None = None,
         ignore_heartbeat_loss: bool = False,
+        precharge_extra_s: float = 0.0,
         start_s: float = 0.0,
     ) -> None:
         extra = dict(extra_delays_s or {})
@@ -306,6 +315,13 @@ class BmsLogic:
         self._sense_index = [SENSES.index(p.sense) for p in self._protections]
         self._delays = [p.delay_s + extra.get(p.name, 0.0) for p in self._protections]
         self._hb_timeout = settings.heartbeat_timeout_s + extra.get(HEARTBEAT, 0.0)
+        if not (math.isfinite(precharge_extra_s) and precharge_extra_s >= 0):
+            raise ValueError(f"precharge_extra_s must be >= 0 s, not {precharge_extra_s!r}")
+        self._precharge_timeout = settings.precharge_timeout_s + precharge_extra_s
+        self.enabled = True
+        """The BMS's enable input (the site's key switch); taken away, the contactor opens."""
+        self.precharge_blocked = False
+        """The precharge circuit cannot charge the DC link (a fault-insertion line)."""
         n = len(self._protections)
         self._since: list[float | None] = [None] * n
         self._alarm_at: list[float | None] = [None] * n
@@ -323,6 +339,8 @@ class BmsLogic:
         self._hb_lost_at: float | None = None
         self._open_causes_cleared: float | None = None
         self._precharge_start: float | None = None
+        self.commanded_open = False
+        """The site controller holds the contactor open (a dead site, a bank not yet paralleled)."""
         self._factor = {"charge": 1.0, "discharge": 1.0}
         self._factor_base = (1.0, 1.0)
         self._next_scan = start_s
@@ -342,6 +360,34 @@ class BmsLogic:
             if not math.isfinite(value):
                 raise ValueError(f"{line}: {value!r} is not a finite value")
             self.overrides[line] = float(value)
+        self._dirty = True
+
+    def command_open(self, hold: bool) -> None:
+        """The site controller (EMS) holds the contactor open, or releases it: released, the
+        BMS closes it at once through its precharge (a commanded connect does not wait for
+        ``reclose_after``, which is for recovering from a fault)."""
+        hold = bool(hold)
+        if hold == self.commanded_open:
+            return
+        self.commanded_open = hold
+        if not hold and self.contactor == "open":
+            self._open_causes_cleared = -math.inf
+        self._dirty = True
+
+    def set_enable(self, on: bool) -> None:
+        """The enable input: off opens the contactor (and resets a latched precharge fault); back
+        on, the BMS closes it at once through its precharge, as on a commanded connect."""
+        on = bool(on)
+        if on == self.enabled:
+            return
+        self.enabled = on
+        if on and self.contactor == "open":
+            self._open_causes_cleared = -math.inf
+        self._dirty = True
+
+    def set_precharge_blocked(self, blocked: bool) -> None:
+        """Open (True) or restore the precharge circuit: open, no precharge can complete."""
+        self.precharge_blocked = bool(blocked)
         self._dirty = True
 
     def heartbeat(self, t: float) -> None:
@@ -419,7 +465,7 @@ class BmsLogic:
         """Protections, heartbeat and contactor at ``t`` on the last scanned values."""
         values = self.sensed
         nxt = math.inf
-        want_open = False
+        want_open = self.commanded_open or not self.enabled
         blocked_charge = blocked_discharge = False
         alarms, warnings = self.alarms, self.warnings
         alarms.clear()
@@ -486,6 +532,8 @@ class BmsLogic:
                     nxt = deadline
         was = self.contactor
         nxt = min(nxt, self._contactor(t, want_open))
+        if self.contactor == "fault":
+            alarms.add(PRECHARGE_FAULT)
         closed = self.contactor == "closed"
         base = self._factor_base
         charge = base[0] if closed and not blocked_charge else 0.0
@@ -504,8 +552,8 @@ class BmsLogic:
         state = self.contactor
         if want_open:
             self._open_causes_cleared = None
-            if state in ("closed", "precharging"):
-                self._set_contactor("open")
+            if state in ("closed", "precharging") or (state == "fault" and not self.enabled):
+                self._set_contactor("open")  # a latched fault is reset by the enable input only
             return math.inf
         if state == "open":
             cleared = self._open_causes_cleared
@@ -519,11 +567,12 @@ class BmsLogic:
             state = "precharging"
         if state == "precharging":
             start = self._precharge_start if self._precharge_start is not None else t
-            if s.precharge_s > s.precharge_timeout_s:
-                if t + EPS_S >= start + s.precharge_timeout_s:
+            if self.precharge_blocked or s.precharge_s > s.precharge_timeout_s:
+                give_up = start + self._precharge_timeout
+                if t + EPS_S >= give_up:
                     self._set_contactor("fault")  # latched: the precharge circuit failed
                     return math.inf
-                return start + s.precharge_timeout_s
+                return give_up
             if t + EPS_S >= start + s.precharge_s:
                 self._set_contactor("closed")
                 return math.inf

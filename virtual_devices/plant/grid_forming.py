@@ -97,6 +97,7 @@ class GridFormingInverter(GridFollowingInverter):
         self._transfer_at: float | None = None
         self._formed_at: float | None = None
         self._ramp_from_v = 0.0
+        self._soft_start_s: float | None = None  # a black start's ramp instead of voltage_ramp_s
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -118,6 +119,24 @@ class GridFormingInverter(GridFollowingInverter):
             if holding and self._state == ON:
                 self._cease("islanding_disabled")
         self._notify(f"{self.name}.islanding:{'on' if on else 'off'}")
+
+    def black_start(self, t: float, soft_start_s: float) -> bool:
+        """Form a dead bus on the site controller's command (no grid behind the PCC): the unit
+        energizes as a voltage source and ramps the bus from where it is to its setpoint over
+        ``soft_start_s``; returns False (nothing done) while the grid is there. Its
+        intentional-islanding setting does not apply: that is about riding through a loss of
+        grid, this is a start without one. Logs ``<name>.black_start``."""
+        if self._pcc.closed and self._grid.output_on:
+            return False
+        self.start_in_service()
+        self._lost_at = t
+        self._detect_at = t
+        self._transfer_at = t
+        self._formed_at = t
+        self._ramp_from_v = self._bus_v
+        self._soft_start_s = soft_start_s
+        self._emit(f"{self.name}.black_start")
+        return True
 
     # -- readings ----------------------------------------------------------------------------
 
@@ -145,7 +164,7 @@ class GridFormingInverter(GridFollowingInverter):
         formed = self._formed_at
         if formed is None:
             return 0.0
-        ramp = self.gf.voltage_ramp_s
+        ramp = self._ramp_s
         if ramp <= 0.0 or t >= formed + ramp:
             return self._vset
         return self._ramp_from_v + (self._vset - self._ramp_from_v) * (t - formed) / ramp
@@ -164,7 +183,7 @@ class GridFormingInverter(GridFollowingInverter):
 
     def next_event_time(self, t: float) -> float:
         if self._formed_at is not None:
-            end = self._formed_at + self.gf.voltage_ramp_s
+            end = self._formed_at + self._ramp_s
             return end if t < end else math.inf
         if self._transfer_at is not None:
             due = self._transfer_at + self.gf.takeover_s
@@ -246,7 +265,14 @@ class GridFormingInverter(GridFollowingInverter):
         if holding and self._state == ON:
             self._emit(f"{self.name}.resync")
 
+    @property
+    def _ramp_s(self) -> float:
+        """The soft start in force: a black start's, else the transfer's voltage ramp."""
+        soft = self._soft_start_s
+        return self.gf.voltage_ramp_s if soft is None else soft
+
     def _clear_island(self) -> None:
+        self._soft_start_s = None
         self._lost_at = None
         self._detect_at = math.inf
         self._transfer_at = None

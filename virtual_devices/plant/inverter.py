@@ -16,6 +16,14 @@ the enter-service window, restarts whenever it leaves it, and on expiry the unit
 scales its output from 0 to the setpoint over the ramp period. The clearing times, delay and ramp
 applied are the parameters' *actual* values (see :class:`InverterParams`: defects make them
 differ from the settings the unit reports).
+
+Operation: the output follows its setpoint at the setpoint ramp, inside the battery's limits and
+the unit's SoC reserve (no discharge at or below its floor, no charge at or above its ceiling).
+A unit with a dispatch delay (a defect) keeps each commanded setpoint pending for that long; the
+pending setpoint's due time is one of the unit's timers, so it is applied at that exact instant.
+
+Communication loss (plant/comm_supervision.py): once armed, no Modbus request for the timeout
+reverts the setpoint to the safe one, at that exact instant (another of the unit's timers).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import math
 from collections.abc import Callable
 
 from virtual_devices.plant.battery import Battery
+from virtual_devices.plant.comm_supervision import CommSupervision
 from virtual_devices.plant.params import TRIP_FUNCTIONS, InverterParams
 
 OFF = "OFF"
@@ -57,7 +66,14 @@ class GridFollowingInverter:
         self._emit = emit
         self._notify = notify
         self._eff = params.efficiency
-        self._rate = params.ramp_rate_w_per_s
+        self._rate = params.applied_ramp_w_per_s
+        self._floor = params.soc_floor_pct
+        self._ceiling = params.soc_ceiling_pct
+        self._dispatch_delay = params.dispatch_delay_s
+        # Setpoints commanded but not yet applied (dispatch delay): [commanded at, watts]; the
+        # instant is stamped NaN until the next update, which runs at the command's instant.
+        self._pending: list[list[float]] = []
+        self._commanded_w = 0.0
         self._rated = params.rated_power_w
         self._vn = params.nominal_voltage_v
         self._island_clearing = params.island_clearing_s
@@ -82,6 +98,9 @@ class GridFollowingInverter:
         self._setpoint_w = 0.0
         self._power_w = 0.0
         self._bus_v = 0.0
+        self.comm = CommSupervision(params.comm_loss_delay_s, params.comm_loss_ignored)
+        self._reverted_at = -math.inf
+        """Communication-loss supervision; the Modbus endpoint reports requests to it."""
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -91,9 +110,27 @@ class GridFollowingInverter:
         Battery limits apply continuously on top, and the output follows at the setpoint ramp.
         """
         w = max(-self._rated, min(self._rated, float(w)))
+        self.comm.reverted = False  # a new setpoint ends a reversion
+        if self._dispatch_delay > 0.0:
+            if w != self._commanded_w:
+                self._commanded_w = w
+                self._pending.append([math.nan, w])
+                self._notify(f"{self.name}.command:{w:g}")
+            return
         if w != self._setpoint_w:
             self._setpoint_w = w
             self._notify(f"{self.name}.setpoint:{w:g}")
+
+    def configure_comm_supervision(
+        self,
+        *,
+        enabled: bool | None = None,
+        timeout_s: float | None = None,
+        safe_setpoint_w: float | None = None,
+    ) -> None:
+        """Change the communication-loss settings (the plant re-plans its next event)."""
+        self.comm.configure(enabled=enabled, timeout_s=timeout_s, safe_setpoint_w=safe_setpoint_w)
+        self._notify(f"{self.name}.comm_supervision")
 
     def start_in_service(self) -> None:
         """Begin energizing at once, already in service (no delay, no ramp): the plant's start."""
@@ -152,6 +189,10 @@ class GridFollowingInverter:
     def next_event_time(self, t: float) -> float:
         """Earliest instant after ``t`` at which a timer of this unit expires (inf if none)."""
         nxt = math.inf
+        if self._pending and t < (due := self._pending[0][0] + self._dispatch_delay):
+            nxt = due
+        if t < (due := self.comm.due()) < nxt:
+            nxt = due
         if self._state == ON:
             since = self._trip_since
             trips = self._trips
@@ -175,6 +216,10 @@ class GridFollowingInverter:
 
     def update(self, t: float, bus_v: float, bus_hz: float, grid_connected: bool) -> None:
         """Run protection, anti-islanding and enter-service logic for the bus state at ``t``."""
+        if self._pending:
+            self._apply_due(t)
+        if self.comm.armed and self.comm.expire(t):
+            self._revert(t)
         self._bus_v = bus_v
         v_pu = bus_v / self._vn
         if self._state == ON:
@@ -231,6 +276,10 @@ class GridFollowingInverter:
         battery = self.battery
         hi = battery.max_discharge_power_w * self._eff
         lo = -battery.max_charge_power_w / self._eff
+        if self._floor is not None and hi > 0.0 and battery.soc_pct <= self._floor:
+            hi = 0.0  # at its SoC reserve: no more discharge
+        if self._ceiling is not None and lo < 0.0 and battery.soc_pct >= self._ceiling:
+            lo = 0.0
         target = self._setpoint_w
         if target > hi:
             target = hi
@@ -238,6 +287,8 @@ class GridFollowingInverter:
             target = lo
         if t < self._ramp_end:
             target *= (t - self._es_at) / self._ramp
+        if t - dt < self._reverted_at:  # reverted inside this step: no ramp before the instant
+            dt = max(0.0, t - self._reverted_at)
         p = self._power_w
         move = self._rate * dt
         if target > p + move:
@@ -249,6 +300,28 @@ class GridFollowingInverter:
         self._power_w = hi if p > hi else lo if p < lo else p
 
     # -- transitions -------------------------------------------------------------------------
+
+    def _apply_due(self, t: float) -> None:
+        """Stamp setpoints commanded at ``t`` and apply those whose dispatch delay is over."""
+        pending = self._pending
+        for entry in pending:
+            if math.isnan(entry[0]):
+                entry[0] = t
+        while pending and t >= pending[0][0] + self._dispatch_delay:
+            w = pending.pop(0)[1]
+            if w != self._setpoint_w:
+                self._setpoint_w = w
+                self._emit(f"{self.name}.setpoint:{w:g}")
+
+    def _revert(self, t: float) -> None:
+        """Communication lost: the safe setpoint replaces whatever was commanded, from ``t``
+        on (the step that ends at ``t`` does not already ramp toward it)."""
+        w = max(-self._rated, min(self._rated, self.comm.safe_setpoint_w))
+        self._reverted_at = t
+        self._pending.clear()
+        self._commanded_w = w
+        self._setpoint_w = w
+        self._emit(f"{self.name}.comm_loss:{w:g}")
 
     def _cease(self, cause: str) -> None:
         self._state = TRIPPED

@@ -12,7 +12,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from virtual_devices.plant.ems_params import EmsParams
 from virtual_devices.plant.island_params import GridFormingParams, LoadParams
+from virtual_devices.plant.pv import PvParams
+from virtual_devices.plant.storage_params import SharedStorageParams, check_topology
 
 TRIP_FUNCTIONS: tuple[str, ...] = ("ov2", "ov1", "uv1", "uv2", "of2", "of1", "uf1", "uf2")
 """Trip function names: over/under voltage (threshold in pu), over/under frequency (in Hz)."""
@@ -80,6 +83,14 @@ class InverterParams:
     enter-service delay on any live grid, inside the window or not. ``setpoint_ramp_w_per_s``
     defaults to rated power per second. ``grid_forming`` makes it a unit that can form an
     intentional island (see island_params.GridFormingParams).
+
+    Operation (data/inverter_operation.yaml, defects in data/defects/operation.yaml):
+    ``soc_reserve_pct`` (low, high) is the SoC band the unit operates its battery in: no
+    discharge at or below ``low``, no charge at or above ``high`` (None: the battery's own
+    limits only). Defect hooks: ``setpoint_ramp_gain`` makes the output move at that multiple of
+    the setpoint ramp; ``dispatch_delay_s`` applies every setpoint that long after it was
+    commanded; ``soc_floor_applied_pct`` is the SoC it actually discharges down to instead of
+    ``low``.
     """
 
     rated_power_w: float
@@ -96,11 +107,39 @@ class InverterParams:
     enter_service_ramp_s: float | None = None
     ignore_enter_service_window: bool = False
     grid_forming: GridFormingParams | None = None
+    soc_reserve_pct: tuple[float, float] | None = None
+    setpoint_ramp_gain: float = 1.0
+    dispatch_delay_s: float = 0.0
+    soc_floor_applied_pct: float | None = None
+    comm_loss_delay_s: float = 0.0
+    """How much later than its timeout the unit reverts on a lost controller (defect
+    ``comm_loss_delay``, data/defects/comm_faults.yaml; plant/comm_supervision.py)."""
+    comm_loss_ignored: bool = False
+    """The unit never reverts on a lost controller (defect ``comm_loss_ignored``)."""
 
     def __post_init__(self) -> None:
         _require(
             self.rated_power_w > 0, f"inverter rated power must be > 0 W: {self.rated_power_w}"
         )
+        if self.soc_reserve_pct is not None:
+            low, high = self.soc_reserve_pct
+            _require(
+                0 <= low < high <= 100,
+                f"SoC reserve must be 0 <= low < high <= 100 %: {self.soc_reserve_pct}",
+            )
+        _require(
+            _finite(self.setpoint_ramp_gain) and self.setpoint_ramp_gain > 0,
+            f"setpoint ramp gain must be > 0: {self.setpoint_ramp_gain}",
+        )
+        _require(
+            _finite(self.dispatch_delay_s) and self.dispatch_delay_s >= 0,
+            f"dispatch delay must be >= 0 s: {self.dispatch_delay_s}",
+        )
+        if self.soc_floor_applied_pct is not None:
+            _require(
+                0 <= self.soc_floor_applied_pct <= 100,
+                f"applied SoC floor must be within 0..100 %: {self.soc_floor_applied_pct}",
+            )
         _require(self.nominal_voltage_v > 0, "inverter nominal voltage must be > 0 V")
         _require(self.nominal_frequency_hz > 0, "inverter nominal frequency must be > 0 Hz")
         unknown = sorted(set(self.trips) - set(TRIP_FUNCTIONS))
@@ -128,6 +167,23 @@ class InverterParams:
         """The setpoint ramp as a plain float (rated power per second when not given)."""
         rate = self.setpoint_ramp_w_per_s
         return self.rated_power_w if rate is None else rate
+
+    @property
+    def applied_ramp_w_per_s(self) -> float:
+        """The rate the output actually moves at: the setpoint ramp, or the defect's multiple."""
+        return self.ramp_rate_w_per_s * self.setpoint_ramp_gain
+
+    @property
+    def soc_floor_pct(self) -> float | None:
+        """The SoC the unit stops discharging at: its reserve's low end, or the defect's."""
+        if self.soc_floor_applied_pct is not None:
+            return self.soc_floor_applied_pct
+        return None if self.soc_reserve_pct is None else self.soc_reserve_pct[0]
+
+    @property
+    def soc_ceiling_pct(self) -> float | None:
+        """The SoC the unit stops charging at: its reserve's high end (None: none)."""
+        return None if self.soc_reserve_pct is None else self.soc_reserve_pct[1]
 
     def trip_clearing_s(self, function: str) -> float:
         """The clearing time the unit applies for ``function``: its setting, or the defect's."""
@@ -184,11 +240,18 @@ class BatteryParams:
     bms_settings_file: Path | None = field(default_factory=lambda: DEFAULT_BMS_SETTINGS)
     protection_delays_s: dict[str, float] = field(default_factory=dict)
     ignore_heartbeat_loss: bool = False
+    precharge_delay_s: float = 0.0
+    """How much later than its precharge timeout the BMS gives up a failed precharge (the
+    ``precharge_timeout`` defect, data/defects/comm_faults.yaml)."""
+    capacity_shortfall: float = 0.0
+    """Fraction of ``capacity_ah`` the cells lack (the ``capacity_shortfall`` defect): the pack
+    holds that much less charge while its nameplate (and what the units report) stays."""
 
     def __post_init__(self) -> None:
         self.ocv_curve_file = Path(self.ocv_curve_file)
         _require(self.cells_in_series >= 1, "a pack needs at least one cell in series")
         _require(self.capacity_ah > 0, "battery capacity must be > 0 Ah")
+        _require(0 <= self.capacity_shortfall < 1, "capacity shortfall must be within [0, 1)")
         _require(0 <= self.initial_soc_pct <= 100, "initial SoC must be within 0..100 %")
         _require(0 < self.soh_pct <= 100, "SoH must be within (0, 100] %")
         _require(self.resistance_ohm >= 0, "pack resistance must be >= 0 ohm")
@@ -228,6 +291,8 @@ class NodeParams:
     inverter: InverterParams
     battery: BatteryParams
     loads: list[LoadParams] = field(default_factory=list)
+    pv: PvParams | None = None
+    """The home's PV array and PV inverter (virtual_devices/plant/pv.py), if it has one."""
 
 
 @dataclass
@@ -243,9 +308,22 @@ class PlantParams:
     nominal_frequency_hz: float
     nodes: list[NodeParams]
     island_load: IslandLoadParams = field(default_factory=IslandLoadParams)
+    ems: EmsParams | None = None
+    """The site controller (virtual_devices/plant/ems.py); None: a site without one."""
+    topology: str = "ac_coupled"
+    """How the inverters reach their storage (virtual_devices/plant/topology.py)."""
+    shared_storage: SharedStorageParams | None = None
+    """The dc_bus bank or hybrid bulk bank (None on an ac_coupled site); on a dc_bus site the
+    homes' own ``battery`` parameters are not used."""
     coarse_step_s: float = 0.05
     fine_step_s: float = 0.001
     fine_window_s: float = 1.0
+    steady_step_s: float = 0.5
+    """The step once the plant has been quiet (no event) for ``steady_after_s`` while tied to
+    the grid and no analyzer capture is open: an hours-long charge or rest at constant power
+    then costs few steps (energy, SoC and heat are integrated exactly or nearly so at any step;
+    BMS timers and inverter deadlines are still landed on exactly)."""
+    steady_after_s: float = 5.0
 
     def __post_init__(self) -> None:
         _require(self.nominal_voltage_v > 0, "plant nominal voltage must be > 0 V")
@@ -254,6 +332,9 @@ class PlantParams:
             0 < self.fine_step_s <= self.coarse_step_s, "need 0 < fine_step_s <= coarse_step_s"
         )
         _require(self.fine_window_s >= 0, "fine_window_s must be >= 0")
+        _require(self.coarse_step_s <= self.steady_step_s, "need coarse_step_s <= steady_step_s")
+        _require(self.steady_after_s >= 0, "steady_after_s must be >= 0")
+        check_topology(self.topology, self.shared_storage)
         names = [node.name for node in self.nodes]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         _require(not duplicates, f"duplicate node names: {duplicates}")

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 from virtual_devices.plant.battery import Battery
 from virtual_devices.plant.breaker import Breaker
+from virtual_devices.plant.ems import Ems
+from virtual_devices.plant.energy import EnergyCounter
 from virtual_devices.plant.grid import GridSource
 from virtual_devices.plant.grid_forming import (
     GridFormingInverter,
@@ -40,8 +42,10 @@ from virtual_devices.plant.grid_forming import (
 )
 from virtual_devices.plant.inverter import GridFollowingInverter
 from virtual_devices.plant.load import IslandLoad, PriorityLoad, SiteLoads
-from virtual_devices.plant.params import InverterParams, PlantParams
+from virtual_devices.plant.params import InverterParams, NodeParams, PlantParams
+from virtual_devices.plant.pv import PvInverter, pv_channels
 from virtual_devices.plant.recorder import Recorder, unknown_channel
+from virtual_devices.plant.topology import battery_channels, wire
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Node:
     name: str
     inverter: GridFollowingInverter
     battery: Battery
+    """The pack the home's BMS reports: its own, or a dc_bus site's shared bank."""
+    pv: PvInverter | None = None
 
 
 class Plant:
@@ -74,15 +80,19 @@ class Plant:
             load.power_w, load.quality_factor, self._vn, self._fn, notify=self.mark_event
         )
         self.nodes: dict[str, Node] = {}
+        # Which packs exist and which inverter draws on which: the site's topology.
+        self.wiring = wire(params, lambda p, name: Battery(p, name=name, emit=self._emit))
         for node_params in params.nodes:
-            battery = Battery(
-                node_params.battery, name=f"{node_params.name}.battery", emit=self._emit
-            )
-            inverter = self._make_inverter(node_params.name, node_params.inverter, battery)
-            self.nodes[node_params.name] = Node(node_params.name, inverter, battery)
-        self._pairs = [(node.inverter, node.battery) for node in self.nodes.values()]
-        self._batteries = [node.battery for node in self.nodes.values()]
+            name = node_params.name
+            supply = self.wiring.supplies[name]
+            inverter = self._make_inverter(name, node_params.inverter, supply)
+            battery = self.wiring.home_batteries[name]
+            self.nodes[name] = Node(name, inverter, battery, self._make_pv(node_params))
+        self.wiring.connect({node.name: node.inverter for node in self.nodes.values()})
+        self._pairs = self.wiring.pairs
+        self._batteries = self.wiring.batteries
         self._inverters = [node.inverter for node in self.nodes.values()]
+        self._pv = [node.pv for node in self.nodes.values() if node.pv is not None]
         self.loads = SiteLoads(
             [
                 PriorityLoad(
@@ -100,6 +110,28 @@ class Plant:
             self._fn,
             self._emit,
         )
+        self.ems: Ems | None = None
+        """The site controller (black start, shutdown), if the site has one."""
+        if params.ems is not None:
+            self.ems = Ems(
+                params.ems,
+                self.island.formers,
+                self._batteries,
+                self.loads,
+                lambda: (self._bus_v, self._bus_f),
+                lambda: self.pcc.closed and self.grid.output_on,
+                self._vn,
+                self._fn,
+                self._emit,
+                inverters=self._inverters,
+                import_w=lambda: self.pcc_power_w,
+            )
+        self.pcc_energy = EnergyCounter()
+        """The PCC's energy as the power analyzer's integrator counts it."""
+        self.pcc_counters: list[EnergyCounter] = [self.pcc_energy]
+        """Every counter of the PCC's energy: a settlement meter adds its own (own gain)."""
+        metered: list[GridFollowingInverter | PvInverter] = [*self._inverters, *self._pv]
+        self._unit_energy = [(unit, EnergyCounter()) for unit in metered]
         self._connected = True
         self._bus_v = self.grid.voltage_v
         self._bus_f = self.grid.frequency_hz
@@ -110,6 +142,9 @@ class Plant:
         for inverter in self._inverters:
             if inverter.in_service_window(self._bus_v, self._bus_f):
                 inverter.start_in_service()
+        for pv in self._pv:
+            if pv.in_service_window(self._bus_v, self._bus_f):
+                pv.start_in_service()
         self._settle()
 
     def _make_inverter(
@@ -123,6 +158,14 @@ class Plant:
             )
         return GridFollowingInverter(
             params, battery, name=name, emit=self._emit, notify=self.mark_event
+        )
+
+    def _make_pv(self, node: NodeParams) -> PvInverter | None:
+        """The home's PV inverter, entering service by the same profile as its battery unit."""
+        if node.pv is None:
+            return None
+        return PvInverter(
+            node.pv, node.inverter.enter_service, self._vn, f"{node.name}.pv", self._emit
         )
 
     # -- readings ----------------------------------------------------------------------------
@@ -149,6 +192,8 @@ class Plant:
         exported = 0.0
         for inverter in self._inverters:
             exported += inverter.power_w
+        for pv in self._pv:
+            exported += pv.power_w
         return self.island_load.power_at(self._bus_v) + self.loads.power_at(self._bus_v) - exported
 
     def channel(self, name: str) -> float:
@@ -183,9 +228,12 @@ class Plant:
             self._bus_f = self.grid.frequency_hz
             self.island.grid_back()
         self._update_discrete(t)
-        for inverter, battery in self._pairs:
+        for inverter in self._inverters:
             inverter.update_power(t, 0.0)
-            battery.step(0.0, inverter.dc_power_w)
+        for load, battery in self._pairs:
+            battery.step(0.0, load.dc_power_w)
+        for pv in self._pv:
+            pv.update_power(t, 0.0)
         if not self._connected and self.island.forming:
             self._hold_island(t)
 
@@ -197,6 +245,11 @@ class Plant:
         for inverter in self._inverters:
             inverter.update(t, bus_v, bus_f, connected)
             due = inverter.next_event_time(t)
+            if due < nxt:
+                nxt = due
+        for pv in self._pv:  # PV feeds no island, held or not (see virtual_devices/plant/pv.py)
+            pv.update(t, bus_v, bus_f, self._connected)
+            due = pv.next_event_time(t)
             if due < nxt:
                 nxt = due
         self._next_event = nxt
@@ -212,9 +265,13 @@ class Plant:
             raise ValueError(f"cannot advance the plant to {until} s")
         params = self.params
         coarse = params.coarse_step_s
+        steady = params.steady_step_s
+        quiet = params.steady_after_s
         fine = params.fine_step_s
         snap = fine * 1e-6  # closer than this, a step boundary is moved onto the target
         pairs = self._pairs
+        inverters = self._inverters
+        pvs = self._pv
         recorder = self.recorder
         load = self.island_load
         while t < until:
@@ -223,19 +280,25 @@ class Plant:
                 t1 = t + fine
                 if -snap < t1 - fine_until < snap:  # end the window on it, not one step past
                     t1 = fine_until
-            else:
+            elif t < fine_until + quiet or recorder.active or not self._connected:
                 t1 = t + coarse
+            else:  # quiet on the grid, nothing recorded: see PlantParams.steady_step_s
+                t1 = t + steady
             if t1 > until - snap:
                 t1 = until
             nxt = self._next_event
             bms_due = self._bms_due()  # a protection delay, heartbeat timeout, precharge
             if bms_due < nxt:
                 nxt = bms_due
+            ems_due = self.ems.next_event_time(t) if self.ems is not None else math.inf
+            if ems_due < nxt:
+                nxt = ems_due
             if t < nxt < t1 + snap and nxt <= until:
                 t1 = nxt
             dt = t1 - t
-            for inverter, battery in pairs:
-                battery.step(dt, inverter.dc_power_w)
+            self._count_energy(dt)
+            for source, battery in pairs:
+                battery.step(dt, source.dc_power_w)
             bus_moved = False
             if not self._connected:
                 bus_moved = self._island_step(dt, load)
@@ -244,11 +307,37 @@ class Plant:
             self.steps += 1
             if bus_moved or t >= nxt:
                 self._update_discrete(t)
-            for inverter, battery in pairs:
+            for inverter in inverters:
                 inverter.update_power(t, dt)
-                battery.step(0.0, inverter.dc_power_w)
+            for source, battery in pairs:
+                battery.step(0.0, source.dc_power_w)
+            for pv in pvs:
+                pv.update_power(t, dt)
+            if t >= ems_due:
+                self._run_ems(t)
             if recorder.active:
                 recorder.sample(t)
+
+    def _run_ems(self, t: float) -> None:
+        """Let the EMS take every step it can at ``t``, settling the plant after each."""
+        ems = self.ems
+        assert ems is not None
+        for _ in range(64):  # a bound, not a limit: a sequence has a dozen steps
+            if not ems.update(t):
+                return
+            self._fine_until = max(self._fine_until, t + self.params.fine_window_s)
+            self._settle()
+
+    def _count_energy(self, dt: float) -> None:
+        """The interval's energy into every counter: the PCC's (the analyzer's integrator and
+        any meter's, see :attr:`pcc_counters`) and each unit's at its AC terminals."""
+        if dt <= 0.0:
+            return
+        pcc = self.pcc_power_w
+        for counter in self.pcc_counters:
+            counter.add(pcc, dt)
+        for inverter, counter in self._unit_energy:
+            counter.add(-inverter.power_w, dt)  # import = into the unit (charging)
 
     def _bms_due(self) -> float:
         """Earliest instant a BMS timer of any pack expires (inf: none running)."""
@@ -271,6 +360,10 @@ class Plant:
             if inverter.energizing:
                 energizing = True
                 injected += inverter.power_w
+        for pv in self._pv:  # until its anti-islanding detection clears it
+            if pv.energizing:
+                energizing = True
+                injected += pv.power_w
         v = self._bus_v
         f = self._bus_f
         demand = load.power_w + self.loads.nominal_w  # the island's load at nominal voltage
@@ -317,12 +410,36 @@ class Plant:
         }
         for node in self.nodes.values():
             channels.update(_node_channels(node))
+        channels.update(pv_channels(self._pv))
+        if self.wiring.shared is not None:
+            channels.update(battery_channels(self.wiring.shared))
+        channels.update(self._energy_channels())
+        if self.ems is not None:
+            channels.update(self.ems.channels())
         channels.update(
             island_channels(
                 lambda: self._bus_v, lambda: self._bus_f, self.loads, self.island.formers
             )
         )
         return channels
+
+    def _energy_channels(self) -> dict[str, Callable[[], float]]:
+        """The analyzer's integrators, Wh counting up from the site's start: the PCC's import
+        and export, and each unit's at its AC terminals (import: charging, export: discharge)."""
+        pcc = self.pcc_energy
+        channels: dict[str, Callable[[], float]] = {
+            "pcc.energy_import": lambda: pcc.import_wh,
+            "pcc.energy_export": lambda: pcc.export_wh,
+        }
+        for inverter, counter in self._unit_energy:
+            channels[f"{inverter.name}.energy_import"] = _reading(counter, "import_wh")
+            channels[f"{inverter.name}.energy_export"] = _reading(counter, "export_wh")
+        return channels
+
+
+def _reading(counter: EnergyCounter, name: str) -> Callable[[], float]:
+    """A getter of one of ``counter``'s readings (``import_wh`` or ``export_wh``)."""
+    return lambda: float(getattr(counter, name))
 
 
 def _node_channels(node: Node) -> dict[str, Callable[[], float]]:
@@ -345,4 +462,6 @@ def _node_channels(node: Node) -> dict[str, Callable[[], float]]:
         f"{name}.bms.cell_min.voltage": lambda: bat.cell_voltage_min_v,
         f"{name}.bms.sensor.temperature": lambda: bat.temperature_c,
         f"{name}.bms.shunt.current": lambda: bat.sensed_current_a,
+        # The precharge relay's coil (1 energized): a bench's DAQ times the precharge on it.
+        f"{name}.bms.precharge_relay": lambda: 1.0 if bat.contactor_state == 1.0 else 0.0,
     }
