@@ -18,7 +18,7 @@ from typing import Any
 from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import RegisterMap, Value
 from harness.transports.yamlmap import load_yaml_map
-from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
+from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
 from virtual_devices.plant.ems import NORMAL, PEAK_SHAVING, SHUTDOWN, Ems
 
 DEFAULT_MAP = Path(__file__).resolve().parents[2] / "fixtures" / "maps" / "ems.yaml"
@@ -40,7 +40,7 @@ def log_entries(regmap: RegisterMap) -> int:
     return n
 
 
-class EmsEndpoint:
+class EmsEndpoint(ServedUnit):
     """A Modbus TCP server in front of the plant's EMS; ``now`` gives the plant's time and
     ``notify`` is the plant's ``mark_event``."""
 
@@ -70,16 +70,6 @@ class EmsEndpoint:
         self._modes = self.regmap.point(MODE).symbols
         self._commands = self.regmap.point(COMMAND).symbols
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def _code(self, step: str | None) -> float:
         if step is None:

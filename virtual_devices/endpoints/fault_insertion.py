@@ -23,7 +23,7 @@ from typing import Any
 from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import Value
 from harness.transports.yamlmap import load_yaml_map
-from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
+from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
 
 DEFAULT_MAP = Path(__file__).resolve().parents[2] / "fixtures" / "maps" / "bms-fiu.yaml"
 LINK = "InverterCan.Connected"
@@ -40,7 +40,7 @@ SWITCHES = {
 }
 
 
-class FaultInsertionEndpoint:
+class FaultInsertionEndpoint(ServedUnit):
     """A Modbus TCP server driving one battery's BMS sense lines and inverter CAN link.
 
     ``bms`` is the plant battery's :class:`~virtual_devices.plant.bms_logic.BmsLogic`, ``link``
@@ -72,16 +72,6 @@ class FaultInsertionEndpoint:
         self._values = {reg: 0.0 for reg, _ in LINES.values()}
         self._switches = {coil: start for coil, (start, _) in SWITCHES.items()}
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def read_points(self) -> Mapping[str, Value]:
         points: dict[str, Value] = {LINK: 1.0 if self.link is None or self.link.connected else 0.0}

@@ -55,7 +55,7 @@ from typing import Any, Protocol
 from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import RegisterMap, Value, encode
 from harness.transports.sunspec import build_sunspec_map, choose_sf
-from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
+from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
 
 MODELS = (1, 701, 702, 703, 704, 713, 802)
 _RANGED = ("DERCtlAC.WSet", "DERCtlAC.WSetPct", "DERCtlAC.WSetRvrt")
@@ -168,7 +168,7 @@ def _identity_value(identity: Mapping[str, str] | object, point: str) -> str | N
     return None
 
 
-class SunSpecInverterEndpoint:
+class SunSpecInverterEndpoint(ServedUnit):
     """A Modbus TCP server presenting one plant node as a SunSpec inverter with storage."""
 
     def __init__(
@@ -230,18 +230,6 @@ class SunSpecInverterEndpoint:
         if scale_factor_error is not None:
             self._sf_error = self._sf_error_target(*scale_factor_error)
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
 
     # -- scale factors ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import Value
 from harness.transports.yamlmap import load_yaml_map
-from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
+from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
 
 DEFAULT_MAP = Path(__file__).resolve().parents[2] / "fixtures" / "maps" / "pcc-io.yaml"
 BREAKER_POINT = "PCC.Closed"
@@ -30,7 +30,7 @@ class BreakerLike(Protocol):
     def close(self) -> None: ...
 
 
-class IoModuleEndpoint:
+class IoModuleEndpoint(ServedUnit):
     """A Modbus TCP server whose coil ``PCC.Closed`` drives and reads a breaker."""
 
     def __init__(
@@ -47,16 +47,6 @@ class IoModuleEndpoint:
         self.regmap = load_yaml_map(map_path)
         self.regmap.point(BREAKER_POINT)  # the map must name the breaker coil
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def read_points(self) -> Mapping[str, Value]:
         return {BREAKER_POINT: 1.0 if self.breaker.closed else 0.0}

@@ -23,14 +23,14 @@ from typing import Any, Protocol
 from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import RegisterMap, Value, encode
 from harness.transports.sunspec import build_sunspec_map, choose_sf
-from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint
+from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
 from virtual_devices.plant.energy import EnergyCounter
 
 MODELS = (1, 203)
 _IDENTITY = ("Mn", "Md", "SN", "Vr")
 
 
-class MeterEndpoint:
+class MeterEndpoint(ServedUnit):
     """A Modbus TCP server presenting the PCC as a SunSpec three-phase meter."""
 
     def __init__(
@@ -68,16 +68,6 @@ class MeterEndpoint:
             "ac_meter_abcn.TotWh_SF": 0,
         }
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def read_points(self) -> Mapping[str, Value]:
         v = float(self._voltage())

@@ -393,3 +393,20 @@ class ModbusServerEndpoint:
                 log.info("%s: rejected %s = %r: %s", self.regmap.name, point.name, value, exc)
                 return ExcCodes.ILLEGAL_VALUE
         return None
+
+
+class ServedUnit:
+    """A device model served as one Modbus unit by ``self.server`` (set in its ``__init__``):
+    the lifecycle every such endpoint shares."""
+
+    server: ModbusServerEndpoint
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
