@@ -157,11 +157,11 @@ def test_unknown_step_names_are_refused() -> None:
 # -- peak shaving ---------------------------------------------------------------------------------
 
 
-def shaved(offset_w: float = 0.0) -> list[float]:
+def shaved(offset_w: float = 0.0, start: float = 5.0) -> list[float]:
     """PCC import each second for 60 s after a 7 kW step on a 5 kW threshold (loads 1.4 kW)."""
     p = site(SETTINGS.with_peak_offset(offset_w))
     assert p.ems is not None
-    p.advance(5.0)
+    p.advance(start)
     p.ems.set_threshold(5000.0)
     p.ems.peak_shaving(p.t)
     p.island_load.set(7000.0, 1.0)
@@ -181,6 +181,21 @@ def test_peak_shaving_holds_the_import_at_the_threshold_and_its_defect_above_it(
     assert clean[-1] == pytest.approx(5000.0, abs=SETTINGS.peak.deadband_w)
     off = shaved(250.0)
     assert off[-1] == pytest.approx(5250.0, abs=SETTINGS.peak.deadband_w)
+
+
+def test_a_control_cycle_a_hair_away_still_runs() -> None:
+    """A clock that stops a hair short of a control cycle's instant (floating point, hours into
+    a run) must not make the EMS skip that cycle, nor every later one."""
+    p = site()
+    assert p.ems is not None
+    p.advance(5.0)
+    p.ems.set_threshold(5000.0)
+    p.ems.peak_shaving(p.t)
+    p.island_load.set(7000.0, 1.0)
+    first_cycle = p.t + SETTINGS.peak.cycle_s
+    p.advance(first_cycle - 1e-10)
+    p.advance(first_cycle + 0.5 * SETTINGS.peak.cycle_s)
+    assert sum(n.inverter.setpoint_w for n in p.nodes.values()) > 0.0
 
 
 def test_peak_shaving_only_from_normal() -> None:

@@ -313,7 +313,7 @@ class Plant:
                 battery.step(0.0, source.dc_power_w)
             for pv in pvs:
                 pv.update_power(t, dt)
-            if t >= ems_due:
+            if t + 2 * snap >= ems_due:  # a hair short is the instant (the EMS's next is later)
                 self._run_ems(t)
             if recorder.active:
                 recorder.sample(t)
