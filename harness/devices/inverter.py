@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harness.devices.roles import DeviceError, Identity, Inverter
+from harness.devices.sunspec_discovery import discover_device
 from harness.transports.modbus import MappedDevice, ModbusClient, ModbusError, WriteRefused
 from harness.transports.regmap import Value
-from harness.transports.sunspec import SunSpecError, discover
 
 # SunSpec 701 InvSt symbols -> the role's state vocabulary (ON / OFF / TRIPPED).
 ROLE_STATE = {
@@ -61,13 +61,7 @@ class SunSpecInverter(Inverter):
     @classmethod
     def connect(cls, name: str, client: ModbusClient, unit: int = 1) -> SunSpecInverter:
         """Discover the device's SunSpec map over ``client`` and bind a driver to it."""
-        try:
-            found = discover(lambda address, count: client.read_holding(address, count, unit))
-        except (ModbusError, SunSpecError) as exc:
-            raise DeviceError(
-                f"{name}: SunSpec discovery at {client.endpoint} failed: {exc}"
-            ) from exc
-        return cls(name, MappedDevice(client, found.regmap, unit))
+        return cls(name, discover_device(name, client, unit))
 
     def modbus_device(self) -> MappedDevice:
         """The Modbus device behind the role (client, unit, discovered map), for protocol-level

@@ -13,9 +13,9 @@ from abc import abstractmethod
 from collections.abc import Mapping
 
 from harness.devices.roles import Device, DeviceError, Identity
+from harness.devices.sunspec_discovery import discover_device
 from harness.transports.modbus import MappedDevice, ModbusClient, ModbusError
 from harness.transports.regmap import Value
-from harness.transports.sunspec import SunSpecError, discover
 
 METER_MODELS = ("ac_meter_abcn", "ac_meter_abc", "ac_meter", "ac_meter_split")
 """pysunspec2 group names of the meter models a driver reads (203 wye, 204 delta, 201 single
@@ -48,13 +48,7 @@ class SunSpecMeter(Meter):
     @classmethod
     def connect(cls, name: str, client: ModbusClient, unit: int = 1) -> SunSpecMeter:
         """Discover the device's SunSpec map over ``client`` and bind a driver to it."""
-        try:
-            found = discover(lambda address, count: client.read_holding(address, count, unit))
-        except (ModbusError, SunSpecError) as exc:
-            raise DeviceError(
-                f"{name}: SunSpec discovery at {client.endpoint} failed: {exc}"
-            ) from exc
-        return cls(name, MappedDevice(client, found.regmap, unit))
+        return cls(name, discover_device(name, client, unit))
 
     def _read(self, points: list[str], what: str) -> Mapping[str, Value]:
         try:
