@@ -57,9 +57,14 @@ class StandInLoad:
         self.power_w, self.quality_factor = 0.0, 1.0
         self.calls: list[tuple[float, float]] = []
 
+        self.inductive_pct, self.capacitive_pct = 100.0, 100.0
+
     def set(self, power_w: float, quality_factor: float) -> None:
         self.calls.append((power_w, quality_factor))
         self.power_w, self.quality_factor = power_w, quality_factor
+
+    def set_reactive(self, inductive_pct: float, capacitive_pct: float) -> None:
+        self.inductive_pct, self.capacitive_pct = inductive_pct, capacitive_pct
 
 
 class StandInRecorder:

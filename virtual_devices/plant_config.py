@@ -16,6 +16,7 @@ from virtual_devices import comm_faults_config
 from virtual_devices import performance_config as performance
 from virtual_devices.defects import AppliedDefect, defects_for
 from virtual_devices.ems_config import ems_params
+from virtual_devices.island_detection_config import island_detection
 from virtual_devices.plant.bms_logic import load_bms_settings
 from virtual_devices.plant.island_params import GridFormingParams, LoadParams
 from virtual_devices.plant.operation import load_operation_settings
@@ -211,6 +212,9 @@ def plant_params(site: Site, defects: list[AppliedDefect]) -> PlantParams:
                         site, defects, node.name, inv.virtual.efficiency
                     ),
                     anti_islanding_delay_s=island.value if island else None,
+                    island_detection=island_detection(
+                        site, node.name, inv.virtual.anti_islanding_detection, inv_defects
+                    ),
                     grid_forming=_grid_forming(site, node.name, inv_defects),
                     **_operation(inv.rated_power, inv_defects),
                     **_protection_defects(site, defects, node.name),

@@ -2,8 +2,11 @@
 
 The role lives here until roles.py adopts it (it derives from :class:`roles.Device` like the
 others). A load bank is set by active power at nominal voltage and by quality factor, the two
-knobs IEEE 1547.1 names for the unintentional-islanding test load. Only the generic ``scpi``
-dialect serves this role so far; a real family is a new data file in harness/transports/dialects/.
+knobs IEEE 1547.1 names for the unintentional-islanding test load, and its inductive and
+capacitive reactive power apart, each in percent of the balanced value (quality factor x power):
+the test sweeps the reactive load from 95 % to 105 % of it, which detunes the load's resonance
+and moves the island's frequency. Only the generic ``scpi`` dialect serves this role so far; a
+real family is a new data file in harness/transports/dialects/.
 """
 
 from __future__ import annotations
@@ -30,11 +33,21 @@ class LoadBank(Device):
     @abstractmethod
     def quality_factor(self) -> float: ...
 
-    def balance(self, power: float, quality_factor: float) -> None:
-        """Set both knobs: ``power`` W (e.g. the inverters' measured output, so the island is
-        balanced) and ``quality_factor``. The quality factor goes first so the load never
-        runs the new power at the old tuning."""
+    @abstractmethod
+    def set_reactive(self, inductive_pct: float, capacitive_pct: float) -> None:
+        """L's and C's reactive power, each in % of the balanced value (100 %: balanced)."""
+
+    @abstractmethod
+    def reactive(self) -> tuple[float, float]:
+        """Programmed (inductive, capacitive) reactive power, % of the balanced value."""
+
+    def balance(self, power: float, quality_factor: float, capacitive_pct: float = 100.0) -> None:
+        """Set every knob: ``power`` W (e.g. the inverters' measured output, so the island is
+        balanced in active power), ``quality_factor``, L at 100 % and C at ``capacitive_pct``
+        of the balanced reactive power (100: resonant at nominal frequency). The tuning goes
+        first so the load never runs the new power at the old one."""
         self.set_quality_factor(quality_factor)
+        self.set_reactive(100.0, capacitive_pct)
         self.set_power(power)
 
 
@@ -54,3 +67,10 @@ class ScpiLoadBank(DialectDriver, LoadBank):
 
     def quality_factor(self) -> float:
         return self.ask_float("quality_factor")
+
+    def set_reactive(self, inductive_pct: float, capacitive_pct: float) -> None:
+        self.write("set_inductive", value=float(inductive_pct))
+        self.write("set_capacitive", value=float(capacitive_pct))
+
+    def reactive(self) -> tuple[float, float]:
+        return self.ask_float("inductive"), self.ask_float("capacitive")

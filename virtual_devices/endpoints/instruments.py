@@ -104,7 +104,12 @@ class IslandLoad(Protocol):
     def power_w(self) -> float: ...
     @property
     def quality_factor(self) -> float: ...
+    @property
+    def inductive_pct(self) -> float: ...
+    @property
+    def capacitive_pct(self) -> float: ...
     def set(self, power_w: float, quality_factor: float) -> None: ...
+    def set_reactive(self, inductive_pct: float, capacitive_pct: float) -> None: ...
 
 
 class LoadPlant(Protocol):
@@ -205,7 +210,9 @@ class GridSimulatorHandler(DialectHandler):
 
 
 class LoadBankHandler(DialectHandler):
-    """The RLC island load: resistive power at nominal voltage and quality factor."""
+    """The RLC island load: resistive power at nominal voltage, quality factor, and L and C
+    each in percent of the balanced reactive power (a setting out of range is a data-out-of-
+    range error in the error queue, the load unchanged)."""
 
     role = "load_bank"
 
@@ -233,7 +240,18 @@ class LoadBankHandler(DialectHandler):
             "power": lambda _a: fmt(self.plant.island_load.power_w),
             "set_quality_factor": self._set_quality,
             "quality_factor": lambda _a: fmt(self.plant.island_load.quality_factor),
+            "set_inductive": lambda a: self._set_reactive(number(a), None),
+            "inductive": lambda _a: fmt(self.plant.island_load.inductive_pct),
+            "set_capacitive": lambda a: self._set_reactive(None, number(a)),
+            "capacitive": lambda _a: fmt(self.plant.island_load.capacitive_pct),
         }
+
+    def _set_reactive(self, inductive: float | None, capacitive: float | None) -> None:
+        load = self.plant.island_load
+        load.set_reactive(
+            load.inductive_pct if inductive is None else inductive,
+            load.capacitive_pct if capacitive is None else capacitive,
+        )
 
 
 # -- power analyzer: catalog style (generic SCPI) ------------------------------------------------

@@ -11,6 +11,11 @@ is beyond the threshold (over-functions: value >= threshold; under-functions: va
 and trips when it reaches the clearing time; it resets as soon as the bus is back inside. Timers
 only run while the unit energizes.
 
+Anti-islanding: from the first update off the grid, the unit ceases after its detection time for
+the island's frequency as it measures it (params.island_clearing_at_s: an active frequency-drift
+curve, slowest in its non-detection zone); the deadline is re-read at every update, so it follows
+the island's frequency as the bus settles at the load's resonance.
+
 Enter service: while not energizing, a delay runs as long as the grid is connected and inside
 the enter-service window, restarts whenever it leaves it, and on expiry the unit energizes and
 scales its output from 0 to the setpoint over the ramp period. The clearing times, delay and ramp
@@ -76,7 +81,9 @@ class GridFollowingInverter:
         self._commanded_w = 0.0
         self._rated = params.rated_power_w
         self._vn = params.nominal_voltage_v
-        self._island_clearing = params.island_clearing_s
+        self._island_clearing = params.island_clearing_at_s
+        self._fn = params.nominal_frequency_hz
+        self._island_due = math.inf
         self._es = params.enter_service
         self._delay = params.es_delay_s
         self._ramp = params.es_ramp_s
@@ -203,7 +210,7 @@ class GridFollowingInverter:
                     if t < due < nxt:
                         nxt = due
             if self._island_since is not None:
-                due = self._island_since + self._island_clearing
+                due = self._island_due
                 if t < due < nxt:
                     nxt = due
             if t < self._ramp_end < nxt:
@@ -244,7 +251,8 @@ class GridFollowingInverter:
                 else:
                     if self._island_since is None:
                         self._island_since = t
-                    if t >= self._island_since + self._island_clearing:
+                    self._island_due = self._island_since + self._island_clearing(bus_hz - self._fn)
+                    if t >= self._island_due:
                         self._cease("island")
                         self._emit(f"{self.name}.cease:island")
         if self._state != ON:

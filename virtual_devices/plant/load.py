@@ -1,9 +1,13 @@
 """The island test load: a parallel RLC at the home bus (IEEE 1547.1 unintentional islanding).
 
-Sized at nominal voltage: R dissipates ``power_w``; L and C each exchange
+Sized at nominal voltage and frequency: R dissipates ``power_w``; balanced, L and C each exchange
 ``quality_factor * power_w`` of reactive power, so they cancel at nominal frequency and the island
-sits at resonance. The quality factor also sets how fast an unsupplied island dies out: the
-natural response of a parallel RLC decays as exp(-t / (2 R C)) = exp(-t * 2 pi f0 / (2 Q)).
+sits at resonance. The load bank sets L and C apart too, each in percent of that balanced
+reactive power (IEEE 1547.1 sweeps the reactive load from 95 % to 105 % of it): with inductive
+``Q_L`` and capacitive ``Q_C`` at nominal, L = V^2 / (w0 Q_L) and C = Q_C / (w0 V^2), so the load
+resonates at f0 sqrt(Q_L / Q_C), where an island fed at unity power factor settles. The
+capacitor also sets how fast an unsupplied island dies out: the natural response of a parallel RLC
+decays as exp(-t / (2 R C)), 2 R C = 2 Q_C / (P w0), i.e. 2 Q / (2 pi f0) when balanced.
 
 The homes' own loads (:class:`PriorityLoad`, :class:`SiteLoads`) are resistive too, each behind
 its breaker, with a priority (critical, essential, deferrable) that an island sheds them by.
@@ -24,7 +28,7 @@ def _ignore(_event: str) -> None:
 
 
 class IslandLoad:
-    """A parallel RLC load tuned to the plant's nominal frequency."""
+    """A parallel RLC load, balanced at the plant's nominal frequency unless L or C is detuned."""
 
     def __init__(
         self,
@@ -39,6 +43,8 @@ class IslandLoad:
         self._notify = notify
         self._power_w = 0.0
         self._q = 0.0
+        self._inductive = 1.0  # L's reactive power, fraction of the balanced value
+        self._capacitive = 1.0
         self._apply(power_w, quality_factor)
 
     def _apply(self, power_w: float, quality_factor: float) -> None:
@@ -50,11 +56,26 @@ class IslandLoad:
         self._q = float(quality_factor)
 
     def set(self, power_w: float, quality_factor: float = 1.0) -> None:
-        """Resize the load (the operator's load-bank knobs); notifies the plant if it changed."""
+        """Resize the load (the operator's load-bank knobs); notifies the plant if it changed.
+
+        L and C keep their percent of the balanced reactive power: the tuning stays as set."""
         if power_w == self._power_w and quality_factor == self._q:
             return
         self._apply(power_w, quality_factor)
         self._notify(f"island_load:{power_w:g}W,Q={quality_factor:g}")
+
+    def set_reactive(self, inductive_pct: float, capacitive_pct: float) -> None:
+        """Set L and C apart, each in percent of the balanced reactive power ``Q * P``."""
+        if not (inductive_pct > 0 and capacitive_pct > 0):
+            raise ValueError(
+                "island load needs inductive and capacitive reactive power > 0 % of balanced, "
+                f"got {inductive_pct} % and {capacitive_pct} %"
+            )
+        inductive, capacitive = inductive_pct / 100.0, capacitive_pct / 100.0
+        if inductive == self._inductive and capacitive == self._capacitive:
+            return
+        self._inductive, self._capacitive = inductive, capacitive
+        self._notify(f"island_load:L={inductive_pct:g}%,C={capacitive_pct:g}%")
 
     @property
     def power_w(self) -> float:
@@ -63,12 +84,34 @@ class IslandLoad:
 
     @property
     def quality_factor(self) -> float:
+        """The balanced quality factor the load is sized by (L and C at 100 %)."""
         return self._q
 
     @property
+    def inductive_pct(self) -> float:
+        """L's reactive power at nominal voltage and frequency, % of the balanced value."""
+        return self._inductive * 100.0
+
+    @property
+    def capacitive_pct(self) -> float:
+        """C's reactive power at nominal voltage and frequency, % of the balanced value."""
+        return self._capacitive * 100.0
+
+    @property
+    def inductive_var(self) -> float:
+        return self._inductive * self._q * self._power_w
+
+    @property
+    def capacitive_var(self) -> float:
+        return self._capacitive * self._q * self._power_w
+
+    @property
     def resonant_frequency_hz(self) -> float:
-        """Frequency where L and C cancel: the plant's nominal frequency by construction."""
-        return self._f0
+        """Frequency where L and C cancel, 1 / (2 pi sqrt(L C)) = f0 sqrt(Q_L / Q_C): the
+        nominal frequency when balanced (and for a load without L and C)."""
+        if self._power_w == 0 or self._q == 0:
+            return self._f0
+        return self._f0 * math.sqrt(self._inductive / self._capacitive)
 
     @property
     def resistance_ohm(self) -> float:
@@ -76,23 +119,24 @@ class IslandLoad:
 
     @property
     def inductance_h(self) -> float:
-        reactive = self._q * self._power_w
+        reactive = self.inductive_var
         return math.inf if reactive == 0 else self._vn**2 / (2 * math.pi * self._f0 * reactive)
 
     @property
     def capacitance_f(self) -> float:
-        return self._q * self._power_w / (self._vn**2 * 2 * math.pi * self._f0)
+        return self.capacitive_var / (self._vn**2 * 2 * math.pi * self._f0)
 
     @property
     def time_constant_s(self) -> float:
-        """Envelope decay time constant 2 R C = 2 Q / (2 pi f0) of the unsupplied bus.
+        """Envelope decay time constant 2 R C = 2 Q_C / (P 2 pi f0) of the unsupplied bus (the
+        bus's voltage and frequency settle with it on an energized island too).
 
         With no load, or a purely resistive one (Q = 0, which would collapse instantly), the bus
         decays with :data:`DEAD_BUS_TIME_CONSTANT_S` instead.
         """
         if self._power_w == 0 or self._q == 0:
             return DEAD_BUS_TIME_CONSTANT_S
-        return 2 * self._q / (2 * math.pi * self._f0)
+        return 2 * self._q * self._capacitive / (2 * math.pi * self._f0)
 
     def power_at(self, voltage_v: float) -> float:
         """Active power drawn at ``voltage_v`` (the resistor's V^2 / R)."""

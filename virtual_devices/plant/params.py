@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from virtual_devices.plant.ems_params import EmsParams
+from virtual_devices.plant.island_detection import IslandDetection
 from virtual_devices.plant.island_params import GridFormingParams, LoadParams
 from virtual_devices.plant.pv import PvParams
 from virtual_devices.plant.storage_params import SharedStorageParams, check_topology
@@ -116,6 +117,9 @@ class InverterParams:
     ``comm_loss_delay``, data/defects/comm_faults.yaml; plant/comm_supervision.py)."""
     comm_loss_ignored: bool = False
     """The unit never reverts on a lost controller (defect ``comm_loss_ignored``)."""
+    island_detection: IslandDetection | None = None
+    """Anti-islanding detection time by island frequency (plant/island_detection.py,
+    data/anti_islanding.yaml); None: ``anti_islanding_detection_s`` whatever the island."""
 
     def __post_init__(self) -> None:
         _require(
@@ -208,6 +212,13 @@ class InverterParams:
         if self.anti_islanding_delay_s is not None:
             return self.anti_islanding_delay_s
         return self.anti_islanding_detection_s
+
+    def island_clearing_at_s(self, offset_hz: float) -> float:
+        """How long the unit energizes an island ``offset_hz`` off nominal frequency: its
+        detection curve's time there, or the defect's delay whatever the island."""
+        if self.anti_islanding_delay_s is not None or self.island_detection is None:
+            return self.island_clearing_s
+        return self.island_detection.detection_s(offset_hz)
 
 
 @dataclass(kw_only=True)

@@ -13,9 +13,10 @@ Home bus physics:
 * PCC closed and grid output on: the bus is the grid (V and f).
 * Islanded (PCC open or grid output off), some inverter energizing: grid-following inverters are
   current sources in phase with the bus, so the resistive balance sets the voltage,
-  V = Vnom * sqrt(P_inv / P_load), and the island sits at the RLC load's resonance, the nominal
-  frequency (the load is balanced there and the inverters inject no reactive power). The bus
-  relaxes toward that value with the load's time constant 2 Q / (2 pi f0). With no island load
+  V = Vnom * sqrt(P_inv / P_load), and the island sits at the RLC load's resonance (the
+  inverters inject no reactive power): the nominal frequency for a balanced load, off it for a
+  detuned one (plant/load.py). The bus voltage and frequency relax toward those values with the
+  load's time constant 2 R C. With no island load
   the inverters' behaviour is undefined; the model holds nominal voltage and leaves it to the
   anti-islanding detection to clear.
 * Islanded, nothing energizing: the bus voltage decays exponentially from its last value with the
@@ -366,17 +367,22 @@ class Plant:
                 injected += pv.power_w
         v = self._bus_v
         f = self._bus_f
+        f_target = f
         demand = load.power_w + self.loads.nominal_w  # the island's load at nominal voltage
         if energizing:
             if demand > 0.0:
                 target = self._vn * math.sqrt(injected / demand) if injected > 0 else 0.0
-                f = load.resonant_frequency_hz
+                f_target = load.resonant_frequency_hz
             else:
                 target = self._vn
         else:
             target = 0.0
-        if v != target:
-            v = target + (v - target) * math.exp(-dt / load.time_constant_s)
+        if v != target or f != f_target:
+            decay = math.exp(-dt / load.time_constant_s)
+            v = target + (v - target) * decay
+            f = f_target + (f - f_target) * decay
+            if abs(f - f_target) < 1e-9:  # settled: stop reporting a moving bus
+                f = f_target
         moved = v != self._bus_v or f != self._bus_f
         self._bus_v = v
         self._bus_f = f
