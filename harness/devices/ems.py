@@ -28,6 +28,7 @@ COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD = (
     "Status.StepCount",
     "PeakShaving.Threshold",
 )
+SOC, SHED = "Status.AggregateSoc", "Status.ShedLoads"
 
 
 class Ems(Device):
@@ -50,9 +51,25 @@ class Ems(Device):
         """Hold the import through the PCC at ``threshold_w`` (W) by discharging the units."""
         raise NotImplementedError
 
+    def self_consumption(self) -> None:
+        """Hold the PCC flow near zero: charge from a PV surplus, discharge to cover the load."""
+        raise NotImplementedError
+
+    def tou(self) -> None:
+        """Follow the EMS's own tariff day (charge, discharge, self-consume, idle)."""
+        raise NotImplementedError
+
+    def aggregate_soc(self) -> float:
+        """The site's SoC as the EMS aggregates it (energy-weighted), %."""
+        raise NotImplementedError
+
+    def shed_loads(self) -> int:
+        """Load breakers the EMS holds open by its island load shedding."""
+        raise NotImplementedError
+
     def state(self) -> str:
-        """NORMAL, SHUTDOWN, BLACK_START (running), ISLANDED (done), FAULT (given up) or
-        PEAK_SHAVING."""
+        """NORMAL, SHUTDOWN, BLACK_START (running), ISLANDED (done), FAULT (given up),
+        PEAK_SHAVING, SELF_CONSUMPTION or TOU."""
         raise NotImplementedError
 
     def current_step(self) -> str | None:
@@ -131,6 +148,24 @@ class ModbusEms(Ems):
         except ModbusError as exc:
             raise DeviceError(f"{self.name}: peak-shaving threshold refused: {exc}") from exc
         self._write(MODE, "PEAK_SHAVING", "peak shaving")
+
+    def self_consumption(self) -> None:
+        self._write(MODE, "SELF_CONSUMPTION", "self-consumption")
+
+    def tou(self) -> None:
+        self._write(MODE, "TOU", "time-of-use shift")
+
+    def _value(self, point: str) -> float:
+        value = self._read([point])[point]
+        if not isinstance(value, float):
+            raise DeviceError(f"{self.name}: {point} reads {value!r}")
+        return value
+
+    def aggregate_soc(self) -> float:
+        return self._value(SOC)
+
+    def shed_loads(self) -> int:
+        return int(self._value(SHED))
 
     def state(self) -> str:
         return self._symbol(STATE, self._read([STATE])[STATE])

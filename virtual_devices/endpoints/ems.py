@@ -19,7 +19,14 @@ from harness.transports.aioloop import LoopThread
 from harness.transports.regmap import RegisterMap, Value
 from harness.transports.yamlmap import load_yaml_map
 from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
-from virtual_devices.plant.ems import NORMAL, PEAK_SHAVING, SHUTDOWN, Ems
+from virtual_devices.plant.ems import (
+    NORMAL,
+    PEAK_SHAVING,
+    SELF_CONSUMPTION,
+    SHUTDOWN,
+    TOU,
+    Ems,
+)
 
 DEFAULT_MAP = Path(__file__).resolve().parents[2] / "fixtures" / "maps" / "ems.yaml"
 COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD = (
@@ -30,6 +37,9 @@ COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD = (
     "Status.StepCount",
     "PeakShaving.Threshold",
 )
+SOC, SHED = "Status.AggregateSoc", "Status.ShedLoads"
+_MODES = (SHUTDOWN, PEAK_SHAVING, SELF_CONSUMPTION, TOU)
+"""States that read back as themselves on Control.Mode (every other reads NORMAL)."""
 
 
 def log_entries(regmap: RegisterMap) -> int:
@@ -60,7 +70,7 @@ class EmsEndpoint(ServedUnit):
         self.notify = notify
         self.unit = unit
         self.regmap = load_yaml_map(map_path)
-        for point in (COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD):
+        for point in (COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD, SOC, SHED):
             self.regmap.point(point)  # the map must name every point this EMS serves
         self.entries = log_entries(self.regmap)
         if self.entries == 0:
@@ -78,7 +88,7 @@ class EmsEndpoint(ServedUnit):
 
     def read_points(self) -> Mapping[str, Value]:
         ems = self.ems
-        mode = ems.state if ems.state in (SHUTDOWN, PEAK_SHAVING) else NORMAL
+        mode = ems.state if ems.state in _MODES else NORMAL
         points: dict[str, Value] = {
             COMMAND: float(self._commands["NONE"]),
             MODE: float(self._modes[mode]),
@@ -86,6 +96,8 @@ class EmsEndpoint(ServedUnit):
             STEP: self._code(ems.current_step),
             COUNT: float(min(len(ems.log), self.entries)),
             THRESHOLD: round(ems.threshold_w / 1000.0, 2),
+            SOC: round(ems.aggregate_soc_pct, 1),
+            SHED: float(ems.shedder.shed_count),
         }
         for i in range(self.entries):
             entry: Any = ems.log[i] if i < len(ems.log) else None
@@ -111,6 +123,11 @@ class EmsEndpoint(ServedUnit):
                 if self.ems.state != PEAK_SHAVING:
                     self.ems.peak_shaving(t)  # ValueError unless NORMAL: ILLEGAL DATA VALUE
                     self.notify("ems.mode:peak_shaving")
+            elif value in (self._modes[SELF_CONSUMPTION], self._modes[TOU]):
+                mode = SELF_CONSUMPTION if value == self._modes[SELF_CONSUMPTION] else TOU
+                if self.ems.state != mode:  # ValueError unless grid-tied: ILLEGAL DATA VALUE
+                    (self.ems.self_consumption if mode == SELF_CONSUMPTION else self.ems.tou)(t)
+                    self.notify(f"ems.mode:{mode.lower()}")
             elif self.ems.state != NORMAL:
                 self.ems.normal(t)
                 self.notify("ems.mode:normal")

@@ -17,7 +17,15 @@ States: NORMAL (grid-tied, every bank released, every load breaker closed), SHUT
 held open, every load breaker open: a dead site once the grid is gone), BLACK_START (running),
 ISLANDED (sequence complete, the forming units hold the bus), FAULT (sequence given up),
 PEAK_SHAVING (grid-tied; every ``cycle`` the units' total discharge setpoint moves by the PCC
-import's excess over the threshold, shared by rating: data/ems_peak_shaving.yaml).
+import's excess over the threshold, shared by rating: data/ems_peak_shaving.yaml),
+SELF_CONSUMPTION (grid-tied; every cycle the units' total setpoint becomes their output plus the
+PCC import, so the PCC flow goes to zero, shared by rating inside the SoC band), TOU (the tariff
+period in force at the simulated time of day says charge, discharge, self-consume or idle). The
+energy modes' numbers are data/ems_modes.yaml; how much each unit gets is ems_dispatch.py.
+
+Load shedding: on an island (ISLANDED after a black start, or SELF_CONSUMPTION / TOU with the
+grid gone) the EMS sheds loads by priority when the SoC or the forming units run short, and
+restores them with hysteresis (:class:`~virtual_devices.plant.ems_dispatch.Shedder`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from virtual_devices.plant.battery import Battery
+from virtual_devices.plant.ems_dispatch import Shedder, aggregate_soc, share, unit_limit_w
 from virtual_devices.plant.ems_params import EmsParams, StepParams
 from virtual_devices.plant.grid_forming import GridFormingInverter
 from virtual_devices.plant.inverter import GridFollowingInverter
@@ -41,7 +50,20 @@ NORMAL, SHUTDOWN, BLACK_START, ISLANDED, FAULT, PEAK_SHAVING = (
     "FAULT",
     "PEAK_SHAVING",
 )
-STATES: tuple[str, ...] = (NORMAL, SHUTDOWN, BLACK_START, ISLANDED, FAULT, PEAK_SHAVING)
+SELF_CONSUMPTION, TOU = "SELF_CONSUMPTION", "TOU"
+STATES: tuple[str, ...] = (
+    NORMAL,
+    SHUTDOWN,
+    BLACK_START,
+    ISLANDED,
+    FAULT,
+    PEAK_SHAVING,
+    SELF_CONSUMPTION,
+    TOU,
+)
+GRID_MODES: tuple[str, ...] = (NORMAL, PEAK_SHAVING, SELF_CONSUMPTION, TOU)
+"""Grid-tied modes the EMS may be switched between (SELF_CONSUMPTION and TOU from any)."""
+_CYCLED = (SELF_CONSUMPTION, TOU, ISLANDED)
 _EPS = 1e-9
 
 
@@ -103,6 +125,12 @@ class Ems:
         self._dispatched_w = 0.0
         self._cycle_from = math.nan
         self._last_cycle = -math.inf
+        self.modes = params.modes
+        self.band = (params.modes.soc_min_pct, params.modes.soc_max_pct)
+        """The SoC band every energy mode keeps each pack in, %."""
+        self.shedder = Shedder(params.modes, loads, formers, batteries, emit)
+        self.period: str | None = None
+        """The TOU period in force (None: outside every period, or not in TOU)."""
         self.state = NORMAL
         self.log: list[LoggedStep] = []
         self._order = params.run_order
@@ -137,6 +165,11 @@ class Ems:
             return self._order[self._index].name
         return None
 
+    @property
+    def aggregate_soc_pct(self) -> float:
+        """The site's SoC, energy-weighted over every pack, %."""
+        return aggregate_soc(self._batteries)
+
     def shutdown(self, t: float) -> None:
         """Every bank held open, every load breaker open; a running sequence is abandoned."""
         self._stop_shaving()
@@ -151,6 +184,7 @@ class Ems:
         """Back to normal operation: every bank released, every load breaker closed (peak
         shaving's setpoints back to 0 W)."""
         self._stop_shaving()
+        self.shedder.shed = []  # every breaker closes below anyway
         for battery in self._batteries:
             _hold(battery, False)
         for load in self.loads.loads:
@@ -185,13 +219,36 @@ class Ems:
         self._dispatched_w = 0.0
         self._emit("ems.peak_shaving")
 
+    def self_consumption(self, t: float) -> None:
+        """Hold the PCC flow at zero from now on; from a grid-tied mode only (ValueError)."""
+        self._energy_mode(t, SELF_CONSUMPTION)
+
+    def tou(self, t: float) -> None:
+        """Follow the tariff day from now on; from a grid-tied mode only (ValueError)."""
+        self._energy_mode(t, TOU)
+
+    def _energy_mode(self, t: float, mode: str) -> None:
+        if self.state == mode:
+            return
+        if self.state not in GRID_MODES:
+            raise ValueError(f"{mode.lower()} needs a grid-tied EMS mode, it is {self.state}")
+        if self._import_w is None or not self._inverters:
+            raise ValueError(f"{mode.lower()} needs units to dispatch and the PCC's import")
+        self._stop_shaving()
+        self.state = mode
+        self.period = None
+        self._cycle_from = t
+        self._last_cycle = -math.inf
+        self._emit(f"ems.{mode.lower()}")
+
     def set_threshold(self, watts: float) -> None:
         if not (watts >= 0 and math.isfinite(watts)):
             raise ValueError(f"peak-shaving threshold must be >= 0 W, not {watts!r}")
         self.threshold_w = float(watts)
 
     def _stop_shaving(self) -> None:
-        if self.state == PEAK_SHAVING:
+        """Leaving a dispatching mode: every unit's setpoint back to 0 W."""
+        if self.state in (PEAK_SHAVING, SELF_CONSUMPTION, TOU):
             for inverter in self._inverters:
                 inverter.set_power_setpoint(0.0)
             self._dispatched_w = 0.0
@@ -212,12 +269,81 @@ class Ems:
             inverter.set_power_setpoint(total * inverter.params.rated_power_w / rated)
         return True
 
+    def _energy_cycle(self, t: float) -> bool:
+        """One cycle of SELF_CONSUMPTION / TOU / ISLANDED: shed or restore loads on an island,
+        restore them once the grid is back, dispatch the units while grid-tied."""
+        if t <= self._last_cycle + _EPS:
+            return False
+        self._last_cycle = t
+        if not self._grid_present():
+            if any(u.forming for u in self.formers):
+                return self.shedder.step(t)
+            return False
+        changed = self.shedder.restore_all()
+        if self.state == SELF_CONSUMPTION:
+            return self._self_consume() or changed
+        if self.state == TOU:
+            return self._tou(t) or changed
+        return changed
+
+    def _units(self) -> list[GridFollowingInverter]:
+        return [inv for inv in self._inverters if inv.energizing]
+
+    def _apply(self, setpoints: dict[str, float]) -> bool:
+        changed = False
+        for inverter in self._inverters:
+            w = setpoints.get(inverter.name, 0.0)
+            if abs(inverter.setpoint_w - w) > _EPS:
+                inverter.set_power_setpoint(w)
+                changed = True
+        return changed
+
+    def _self_consume(self) -> bool:
+        """Total setpoint = the units' output plus the PCC import, unless inside the deadband."""
+        assert self._import_w is not None
+        flow = self._import_w()
+        if abs(flow) <= self.modes.deadband_w:
+            return False
+        units = self._units()
+        total = sum(inv.power_w for inv in units) + flow
+        watts = share(units, total, self.band)
+        return self._apply({u.name: w for u, w in zip(units, watts, strict=True)})
+
+    def _tou(self, t: float) -> bool:
+        """The action of the tariff period in force at ``t``'s time of day."""
+        tou = self.modes.tou
+        period = tou.period_at(t)
+        name = period.name if period is not None else None
+        if name != self.period:
+            self.period = name
+            self._emit(f"ems.tou:{name or tou.otherwise}")
+        action = period.action if period is not None else tou.otherwise
+        if action == "self_consumption":
+            return self._self_consume()
+        if action == "idle" or period is None:
+            return self._apply({})
+        discharge = action == "discharge"
+        sign = 1.0 if discharge else -1.0
+        return self._apply(
+            {
+                u.name: sign
+                * min(
+                    period.fraction * u.params.rated_power_w, unit_limit_w(u, self.band, discharge)
+                )
+                for u in self._units()
+            }
+        )
+
     # -- plant interface ------------------------------------------------------------------------
 
     def next_event_time(self, t: float) -> float:
         """The next control cycle, or the running step's minimum end or timeout if sooner."""
         if self.state == PEAK_SHAVING:
             cycle = self.params.peak.cycle_s
+            since = t - self._cycle_from
+            return self._cycle_from + (math.floor(since / cycle + _EPS) + 1) * cycle
+        if self.state in _CYCLED:
+            cycle = self.modes.cycle_s
             since = t - self._cycle_from
             return self._cycle_from + (math.floor(since / cycle + _EPS) + 1) * cycle
         if self.state != BLACK_START:
@@ -237,6 +363,8 @@ class Ems:
         PEAK_SHAVING: one control cycle (at most one per instant)."""
         if self.state == PEAK_SHAVING:
             return self._shave(t)
+        if self.state in _CYCLED:
+            return self._energy_cycle(t)
         if self.state != BLACK_START:
             return False
         step = self._order[self._index]
@@ -247,6 +375,8 @@ class Ems:
             self._index += 1
             if self._index == len(self._order):
                 self.state = ISLANDED
+                self._cycle_from = t
+                self._last_cycle = t
                 self._emit("ems.islanded")
             else:
                 self._begin(t)
@@ -339,4 +469,4 @@ def _done(_t: float) -> bool:
     return True
 
 
-__all__ = ["STATES", "Ems", "LoggedStep", "StepParams"]
+__all__ = ["GRID_MODES", "STATES", "Ems", "LoggedStep", "StepParams"]

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from harness.config.units import UnitError, to_unit
+from virtual_devices.plant.ems_modes import EmsModesParams, load_ems_modes
 
 DEFAULT_EMS_SETTINGS = Path(__file__).resolve().parent.parent / "data" / "ems_black_start.yaml"
 """The black-start behaviour shipped with the virtual EMS."""
@@ -84,6 +85,8 @@ class EmsParams:
     swap: tuple[str, str] | None = None
     delays_s: dict[str, float] = field(default_factory=dict)
     peak: PeakShavingParams = field(default_factory=PeakShavingParams)
+    modes: EmsModesParams = field(default_factory=load_ems_modes)
+    """Self-consumption, TOU, the SoC band and island load shedding (data/ems_modes.yaml)."""
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
@@ -187,6 +190,7 @@ def load_ems_settings(path: Path = DEFAULT_EMS_SETTINGS) -> EmsParams:
             frequency_tolerance_hz=tolerance,
             surge_margin=margin,
             peak=load_peak_shaving_settings(),
+            modes=load_ems_modes(),
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
