@@ -173,6 +173,9 @@ class CampaignResult:
     process_wall_s: float
     exit_code: int
     timers: Timers
+    cpu_s: float = 0.0
+    """CPU time of this process over the run (time.process_time): steadier than wall time
+    on a machine others load."""
 
 
 def set_site(path: Path) -> None:
@@ -190,16 +193,17 @@ def run_campaign(out: Path, extra: list[str]) -> CampaignResult:
     if extra:
         argv += ["--", *extra]
     sink = io.StringIO()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with timers.wrapped(_campaign_targets()), contextlib.redirect_stdout(sink):
         code = main(argv)
     process_wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     verdicts = out / "verdicts.json"
     if not verdicts.is_file():
         raise RuntimeError(f"harness run wrote no verdicts.json (exit {code}):\n{sink.getvalue()}")
     run = json.loads(verdicts.read_text())["run"]
     return CampaignResult(
-        float(run["simulated_seconds"]), float(run["wall_seconds"]), process_wall, code, timers
+        float(run["simulated_seconds"]), float(run["wall_seconds"]), process_wall, code, timers, cpu
     )
 
 
@@ -323,6 +327,15 @@ def report(campaign: CampaignResult, plant: list[PlantRun]) -> str:
     )
     rows.append(("campaign exit status", str(campaign.exit_code), "0 (full run)", ""))
     rows.append(("process wall incl. imports", f"{campaign.process_wall_s:.2f} s", "", ""))
+    cpu_ratio = campaign.simulated_s / campaign.cpu_s if campaign.cpu_s > 0 else float("inf")
+    rows.append(
+        (
+            "process CPU (time.process_time)",
+            f"{campaign.cpu_s:.2f} s  ({cpu_ratio:,.0f} simulated s per CPU s)",
+            "",
+            "",
+        )
+    )
     for run in plant:
         # Only the steady state is held to the target: a fine window is 1000 steps of 1 ms per
         # simulated second by design, so its ratio is the per-step cost, shown for information.

@@ -59,3 +59,41 @@ def test_a_closed_device_bus_refuses_to_send(channel: str) -> None:
     device.shutdown()
     with pytest.raises(can.CanOperationError):
         device.send(can.Message(arbitration_id=1), timeout=1.0)
+
+
+def test_a_bus_that_stopped_listening_still_sends_and_nothing_is_queued_for_it(
+    channel: str,
+) -> None:
+    from can.interfaces.virtual import channels
+
+    deaf = sim_bus(channel, preserve_timestamps=True)
+    device = sim_bus(channel, preserve_timestamps=True)
+    harness = can.Bus(interface="virtual", channel=channel)
+    try:
+        deaf.stop_listening()
+        assert deaf.queue not in channels[channel]
+        device.send(can.Message(arbitration_id=0x351, data=b"\1", timestamp=2.0), timeout=1.0)
+        assert deaf.recv(timeout=0.0) is None
+        got = harness.recv(timeout=1.0)
+        assert got is not None and got.arbitration_id == 0x351  # the others still get it
+        deaf.send(can.Message(arbitration_id=0x305, data=b"", timestamp=3.0), timeout=1.0)
+        heard = device.recv(timeout=0.0)
+        assert heard is not None and heard.arbitration_id == 0x305 and heard.timestamp == 3.0
+    finally:
+        for bus in (deaf, device, harness):
+            bus.shutdown()
+    assert channel not in channels  # shut down cleanly, the channel freed
+
+
+def test_a_bus_that_stopped_listening_shuts_down_after_the_others(channel: str) -> None:
+    from can.interfaces.virtual import channels
+
+    deaf = sim_bus(channel)
+    harness = can.Bus(interface="virtual", channel=channel)
+    deaf.stop_listening()
+    harness.shutdown()  # the last listener: python-can drops the channel
+    deaf.shutdown()
+    alone = sim_bus(f"{channel}-alone")
+    alone.stop_listening()
+    alone.shutdown()
+    assert channel not in channels and f"{channel}-alone" not in channels

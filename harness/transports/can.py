@@ -201,7 +201,8 @@ class CanTransport:
                             page = self._latest_mux.setdefault(message.name, {})
                             for name, value in values.items():
                                 page[name] = (value, t)
-        self._notify(msg)
+        if self._listeners:  # most frames have none to go to
+            self._notify(msg)
 
     def _notify(self, msg: can.Message) -> None:
         for listener in self._listeners:  # a tuple: add/remove replace it, never mutate it
@@ -218,11 +219,12 @@ class CanTransport:
         if self._notifier is not None:
             raise RuntimeError("pump() while the background reader runs: use one or the other")
         n = 0
+        recv, on_frame = self.bus.recv, self._on_frame  # bound once: a pump takes many frames
         while max_frames is None or n < max_frames:
-            msg = self.bus.recv(timeout=0.0)
+            msg = recv(timeout=0.0)
             if msg is None:
                 break
-            self._on_frame(msg)
+            on_frame(msg)
             n += 1
         return n
 

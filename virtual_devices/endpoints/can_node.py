@@ -125,9 +125,13 @@ class CanNode:
             for s in self._schedules
         }
         self._by_id = {(m.frame_id, m.is_extended_frame): m.name for m in db.messages}
-        self._last_payload: dict[str, tuple[tuple[Any, ...], bytes]] = {}
-        """Per message, the last signal values and their payload: a pack at rest sends the
-        same values frame after frame, and cantools' encode is most of a frame's cost."""
+        self._next_due = min((s.due for s in self._schedules), default=math.inf)
+        """Earliest due time of any schedule, kept current by :meth:`advance` (the only place
+        a schedule moves)."""
+        self._last_payload: dict[str, tuple[dict[str, float], bytes]] = {}
+        """Per message, the provider's last values and their payload: a pack at rest sends the
+        same values frame after frame, and checking, clamping and encoding them is most of a
+        frame's cost."""
 
     @property
     def now(self) -> float:
@@ -147,11 +151,15 @@ class CanNode:
         A plant stepping in lock-step can stop exactly there, so each frame carries the state
         of its own due time rather than the state at the end of a long step.
         """
-        return min((s.due for s in self._schedules), default=math.inf)
+        return self._next_due
 
     def advance(self, until: float) -> None:
         """Send every frame due in ``(last, until]`` in time order (a SimClock advancer)."""
         self.receive(until)
+        if until < self._next_due:  # most of the clock's short steps: nothing falls due
+            self._now = max(self._now, until)
+            self.receive()
+            return
         heap = [(s.due, i) for i, s in enumerate(self._schedules) if s.due <= until]
         heapq.heapify(heap)
         while heap:
@@ -161,24 +169,26 @@ class CanNode:
             schedule.k += 1
             if schedule.due <= until:
                 heapq.heappush(heap, (schedule.due, i))
+        self._next_due = min((s.due for s in self._schedules), default=math.inf)
         self._now = max(self._now, until)
         self.receive()
 
     def encode(self, message: Message) -> bytes:
         """Payload of ``message`` from the value provider, defaults filling the gaps."""
-        signals: dict[str, Any] = dict(self._defaults[message.name])
-        limits = self._limits[message.name]
-        for name, value in self.values(message.name).items():
-            if name not in limits:
-                raise KeyError(f"value provider gave {name!r}, not a signal of {message.name!r}")
-            lo, hi = limits[name]
-            signals[name] = min(max(float(value), lo), hi)
-        key = tuple(signals.values())
-        last = self._last_payload.get(message.name)
-        if last is not None and last[0] == key:
-            return last[1]
+        name = message.name
+        provided = self.values(name)
+        last = self._last_payload.get(name)
+        if last is not None and last[0] == provided:
+            return last[1]  # the same values as last time: the same (checked, clamped) payload
+        signals: dict[str, Any] = dict(self._defaults[name])
+        limits = self._limits[name]
+        for signal, value in provided.items():
+            if signal not in limits:
+                raise KeyError(f"value provider gave {signal!r}, not a signal of {name!r}")
+            lo, hi = limits[signal]
+            signals[signal] = min(max(float(value), lo), hi)
         payload = message.encode(signals, strict=False)
-        self._last_payload[message.name] = (key, payload)
+        self._last_payload[name] = (dict(provided), payload)
         return payload
 
     def _transmit(self, message: Message, due: float) -> None:

@@ -41,6 +41,9 @@ class InverterHeartbeat:
             s.name: int(s.maximum) + 1 if s.maximum is not None else 256
             for s in self.message.signals
         }
+        stop_listening = getattr(bus, "stop_listening", None)
+        if callable(stop_listening):
+            stop_listening()  # it drops the BMS's frames unread: a SimBus need not queue them
 
     def next_due(self) -> float:
         """Site time of the next frame (sent or, unplugged, skipped)."""
