@@ -6,7 +6,13 @@ threads and one plant lock, with the plant advanced in real time (every 50 ms) a
 up`` would. They run in this process, or with ``--server-process`` in a child process: on a bench
 the devices are not in the harness's process, and on 2 cores two processes also escape one GIL.
 
-Clients: one :class:`harness.transports.modbus.ModbusClient` per node, each read through a
+Fleet poller (the default, first): :class:`harness.transports.modbus_poller.FleetPoller`, every
+node's pymodbus async client on one loop thread, no caller threads; a poll is ONE read of the
+``TELEMETRY`` points of model 701 and their scale factors (117 registers), decoded. ``--no-fleet``
+skips it.
+
+Sync clients (``--no-sync`` skips them): one :class:`harness.transports.modbus.ModbusClient` per
+node, each read through a
 :class:`MappedDevice` of the discovered SunSpec map; a poll is ``read_block(701)`` (model 701,
 DERMeasureAC: 155 registers, so two requests) and its latency runs from the call to the decoded
 values. The sync API blocks its caller, so concurrency comes from caller threads: by default one
@@ -16,6 +22,9 @@ Each node has a slot every 100 ms, spread evenly over the period (``--burst``: a
 
 A cycle is missed when its poll completes after the node's next slot, or cannot start before it
 (the caller is a whole period behind; that cycle is skipped), or fails.
+
+CPU time per poll is reported for this process and the server child: unlike latency it hardly
+depends on what else the machine runs. Measured: bench/README.md.
 
 Run: ``uv run python bench/modbus_poll.py`` (both server placements, 10 s each; ``--quick`` for a
 short smoke run). Exits 0.
@@ -47,6 +56,11 @@ from bench.common import machine_line, table  # noqa: E402
 SITE = ROOT / "fixtures/sites/virtual-home.yaml"
 HOST = "127.0.0.1"
 MODEL = 701
+TELEMETRY = [
+    f"DERMeasureAC.{name}"
+    for name in ("InvSt", "W", "VA", "Var", "PF", "A", "LLV", "Hz", "TotWhInj", "TotWhAbs")
+]
+"""What a fleet's telemetry needs of model 701 (with scale factors: registers 4-122, one read)."""
 TARGET_P99_S = 0.020
 PLANT_TICK_S = 0.05
 START_TIMEOUT_S = 120.0
@@ -183,6 +197,8 @@ class Config:
     burst: bool
     reference: bool = False
     """Not the harness's client: pymodbus async clients on one loop (what the facade costs)."""
+    fleet: bool = False
+    """The harness's fleet poller: every node on one loop, the telemetry points in one read."""
 
     def describe(self) -> str:
         servers = "child process" if self.server_process else "this process"
@@ -191,6 +207,12 @@ class Config:
                 f"REFERENCE, not the harness's client: servers in {servers}; one asyncio loop "
                 "in the calling thread, a pymodbus AsyncModbusTcpClient per node, the same two "
                 "reads and the same decode (RegisterMap.decode_registers)"
+            )
+        if self.fleet:
+            return (
+                f"FLEET POLLER (harness.transports.modbus_poller): servers in {servers}; every "
+                f"node on one loop thread, one read of {len(TELEMETRY)} telemetry points and "
+                "their scale factors per poll"
             )
         loops = f"{self.client_loops} shared" if self.client_loops else "one per client"
         callers = f"{self.callers} threads" if self.callers else "one thread per node"
@@ -322,6 +344,36 @@ def run(config: Config) -> Result:
     return result
 
 
+def run_fleet(config: Config) -> Result:
+    """The same nodes through :class:`FleetPoller`: one loop, one request per poll."""
+    from harness.transports.modbus import ModbusClient
+    from harness.transports.modbus_poller import FleetPoller, Target
+    from harness.transports.sunspec import discover
+
+    result = Result(config)
+    cycles = max(1, round(config.seconds * config.rate_hz))
+    with server_ports(config.nodes, config.server_loops, config.server_process) as (
+        ports,
+        server_pid,
+    ):
+        with ModbusClient(HOST, ports[0]) as probe:
+            regmap = discover(lambda a, n: probe.read_holding(a, n, 1)).regmap
+        with FleetPoller([Target(HOST, port) for port in ports], regmap, TELEMETRY) as poller:
+            cpu0 = time.process_time()
+            server0 = process_cpu_s(server_pid) if config.server_process else None
+            wall0 = time.perf_counter()
+            stats = poller.run(config.rate_hz, cycles)
+            result.wall_s = time.perf_counter() - wall0
+            result.cpu_s = time.process_time() - cpu0
+            server1 = process_cpu_s(server_pid) if config.server_process else None
+    if server0 is not None and server1 is not None:
+        result.server_cpu_s = server1 - server0
+    result.latencies, result.late_starts = stats.latencies, stats.late_starts
+    result.polls, result.missed, result.errors = stats.polls, stats.missed, stats.errors
+    result.first_error = stats.first_error
+    return result
+
+
 def run_reference(config: Config) -> Result:
     """The same polls with pymodbus's async clients on one event loop, no caller threads."""
     import asyncio
@@ -417,7 +469,8 @@ def report(results: list[Result]) -> str:
         rows.append(
             (
                 f"[{k}] {'child process' if cfg.server_process else 'in process'}"
-                + (" (reference)" if cfg.reference else ""),
+                + (" (reference)" if cfg.reference else "")
+                + (" (fleet poller)" if cfg.fleet else ""),
                 f"{r.polls:,}/{expected:,}",
                 f"{1e3 * r.percentile(50):.2f} ms",
                 f"{1e3 * r.percentile(99):.2f} ms",
@@ -459,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the pymodbus-async reference run"
     )
+    parser.add_argument(
+        "--no-sync", action="store_true", help="skip the sync ModbusClient runs (fleet only)"
+    )
+    parser.add_argument("--no-fleet", action="store_true", help="skip the fleet poller runs")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     load0 = os.getloadavg()[0]
@@ -484,8 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         for in_child in placements
     ]
-    results = [run(config) for config in configs]
-    if not args.no_reference:  # the same load without the harness's sync facade
+    fleet = [dataclasses.replace(c, fleet=True) for c in configs]
+    results = [] if args.no_fleet else [run_fleet(c) for c in fleet]
+    if not args.no_sync:
+        results += [run(config) for config in configs]
+    if not args.no_sync and not args.no_reference:  # the load without the sync facade
         results.append(run_reference(dataclasses.replace(configs[-1], reference=True)))
     print("modbus_poll: SunSpec telemetry" + " (quick)" * args.quick)
     print(report(results))

@@ -39,7 +39,8 @@ EXPECTED = {
         r"sent / processed\s+([\d,]+) / \1\s",  # every frame sent was processed
     ],
     "modbus_poll": [
-        rf"\[1\] in process\s+{NUMBER}/100\s+{NUMBER} ms\s+{NUMBER} ms",
+        rf"\[1\] in process \(fleet poller\)\s+{NUMBER}/100\s+{NUMBER} ms\s+{NUMBER} ms",
+        rf"\[2\] in process\s+{NUMBER}/100\s+{NUMBER} ms\s+{NUMBER} ms",
     ],
 }
 

@@ -376,6 +376,13 @@ def load_site(path: Path) -> Site:
             path, "expected a mapping with 'site', 'nodes' and 'instruments'", 1
         )
     spec = validate(SiteFile, data, path, lines)
+    from harness.config.serial_lines import line_conflicts  # imports this module
+
+    conflicts = line_conflicts(spec)
+    if conflicts:  # devices on one serial port share one line (harness/transports/serial_line.py)
+        raise ConfigErrors(
+            [ConfigError(path, lines.line(loc), field_path(loc), msg) for loc, msg in conflicts]
+        )
     site = Site(
         path=path, spec=spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), lines=lines
     )

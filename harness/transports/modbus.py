@@ -230,6 +230,23 @@ class ModbusClient:
         with cls._global_lock:
             cls._global_listeners.remove(listener)
 
+    @classmethod
+    def emit_global(cls, transaction: Transaction | Callable[[], Transaction]) -> None:
+        """Hand a transaction made outside any client (a fleet poller's) to the global
+        listeners. Given a callable, it builds the transaction only when someone listens: a
+        fleet poll should not pay for a record nobody keeps."""
+        with cls._global_lock:
+            listeners = list(cls._global_listeners)
+        if not listeners:
+            return
+        if callable(transaction):
+            transaction = transaction()
+        for listener in listeners:
+            try:
+                listener(transaction)
+            except Exception:  # a broken recorder must not break the request it records
+                log.exception("Modbus transaction listener %r failed", listener)
+
     def _emit(self, transaction: Transaction) -> None:
         with self._global_lock:
             listeners = [*self._global_listeners, *self._listeners]

@@ -143,6 +143,7 @@ class ModbusServerEndpoint:
         self._holding = regmap.points("holding")
         self._coils = regmap.points("coil")
         self._sunssf = [p for p in self._holding if p.type == "sunssf"]
+        self._encoded: dict[tuple[str, Value, int | None], list[int]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -252,10 +253,11 @@ class ModbusServerEndpoint:
             action=self._action,
         )
 
-    def _values(self) -> dict[str, Value]:
+    def _values(self, points: Sequence[Point] | None = None) -> dict[str, Value]:
+        """Present values of ``points`` and of every scale factor (default: every point)."""
         provided = self.provider.read_points()
         values: dict[str, Value] = {}
-        for p in self.regmap:
+        for p in self.regmap if points is None else [*points, *self._sunssf]:
             value = provided.get(p.name, p.value)
             # A quantity the device cannot measure (NaN) is served as "not implemented".
             if isinstance(value, float) and not math.isfinite(value):
@@ -270,8 +272,22 @@ class ModbusServerEndpoint:
             out[p.name] = None if v is None or isinstance(v, str) else int(v)
         return out
 
+    def _encode(self, point: Point, value: Value, sf: int | None) -> list[int]:
+        """``encode`` remembered per (point, value, scale factor): most points of a device
+        (nameplate, settings, states) hold still between two polls, and the codec costs more
+        than the request's other work. Bounded: the memo starts over past 8192 entries."""
+        key = (point.name, value, sf)
+        regs = self._encoded.get(key)
+        if regs is None:
+            if len(self._encoded) >= 8192:
+                self._encoded.clear()
+            regs = self._encoded[key] = encode(point, value, sf)
+        return regs
+
     def _refresh(self, points: list[Point], start: int, registers: list[int]) -> dict[str, Value]:
-        values = self._values()
+        """Encode ``points`` into ``registers`` (read from ``start``) from the provider's present
+        values; returns the values read (``points`` and the scale factors)."""
+        values = self._values(points)
         sfs = self._sfs(values)
         raw_overrides = getattr(self.provider, "raw_overrides", None)
         overrides: Mapping[str, Sequence[int]] = raw_overrides() if raw_overrides else {}
@@ -282,7 +298,7 @@ class ModbusServerEndpoint:
                     raise ValueError(f"{p.name}: raw override of {len(regs)} registers")
             else:
                 sf = sfs.get(p.sf) if isinstance(p.sf, str) else None
-                regs = encode(p, values[p.name], sf)
+                regs = self._encode(p, values[p.name], sf)
             registers[p.address - start : p.end - start] = regs
         return values
 
