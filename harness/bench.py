@@ -20,7 +20,14 @@ from harness.config.site import InstrumentConfig, Site
 from harness.config.units import to_unit
 from harness.devices.absent import absent, is_present
 from harness.devices.registry import DeviceRegistry, default_registry
-from harness.devices.roles import Bms, Breaker, GridSimulator, Inverter, PowerAnalyzer
+from harness.devices.roles import (
+    Bms,
+    Breaker,
+    DeviceError,
+    GridSimulator,
+    Inverter,
+    PowerAnalyzer,
+)
 
 
 @dataclass
@@ -168,6 +175,40 @@ class Bench:
                 f"{', '.join(pending)}: not at {soc_pct:g} % SoC within {timeout:g} s"
             )
         return reached
+
+    def ensure_soc(
+        self,
+        names: list[str],
+        min_pct: float,
+        timeout: float,
+        poll: float = 10.0,
+        first_frame: float = 5.0,
+    ) -> dict[str, float]:
+        """Charge the batteries of the homes among ``names`` whose BMS reports less than
+        ``min_pct`` up to it (see :meth:`bring_to_soc`); the others are left alone. Returns the
+        SoC of the homes charged.
+
+        A scenario that needs its units to export for a while calls this first, so that its
+        result does not depend on what an earlier scenario left in the packs (an endurance test
+        ends with them near empty). At the start of a run a BMS may not have sent its first
+        frame yet: each gets ``first_frame`` s to report.
+        """
+        socs: dict[str, float] = {}
+
+        def reported() -> bool:
+            for name in names:
+                if name not in socs:
+                    try:
+                        socs[name] = self.nodes[name].bms.soc()
+                    except DeviceError:
+                        return False  # no frame yet at the start of a run: wait for one
+            return True
+
+        if not self.clock.wait_until(reported, timeout=first_frame, poll=0.1):
+            silent = ", ".join(name for name in names if name not in socs)
+            raise DeviceError(f"{silent}: no SoC from the BMS within {first_frame:g} s")
+        low = [name for name in names if socs[name] < min_pct]
+        return self.bring_to_soc(low, min_pct, timeout, poll) if low else {}
 
     @contextmanager
     def provoking(self, names: list[str], alarms: set[str]) -> Iterator[None]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness.config.units import to_unit
 from harness.measure.trace import MeasurementError, Trace
 
 FUNCTIONS = ("ov2", "ov1", "uv1", "uv2", "of2", "of1", "uf1", "uf2")
@@ -25,6 +26,7 @@ def test_trip_clearing_time(function, site, analyzer, verdicts, evidence_dir, re
     method = verdicts.method(quantity)
     step = TripStep.of(function, site, method)
     currents = {name: f"{name}.inverter.current" for name in site.nodes}
+    _charged_enough(site, method)
     site.dispatch_all(fraction=method["dispatch"])
     site.wait_for_output(method["dispatch"], timeout=site.settings.enter_service.ramp)
     site.clock.sleep(site.seconds(method["settle"]))
@@ -67,6 +69,7 @@ def test_voltage_sag_ride_through(site, analyzer, verdicts, evidence_dir, restor
     method = verdicts.method(quantity)
     currents = {name: f"{name}.inverter.current" for name in site.nodes}
     ramp = site.settings.enter_service.ramp
+    _charged_enough(site, method)
     site.dispatch_all(fraction=method["dispatch"])
     site.wait_for_output(method["dispatch"], timeout=ramp)
     site.clock.sleep(site.seconds(method["settle"]))
@@ -170,3 +173,14 @@ def _ceased(trace: Trace, channel: str, threshold: float, begun: float, until: f
     except MeasurementError:
         return False
     return fell < until
+
+
+def _charged_enough(site: Any, method: dict[str, Any]) -> None:
+    """Packs below the method's minimum SoC are charged to it, so that the units can export
+    through the whole observation window whatever an earlier scenario left in them."""
+    site.ensure_soc(
+        list(site.nodes),
+        to_unit(method["min_soc"], "%"),
+        timeout=site.seconds(method["soc_timeout"]),
+        poll=site.seconds(method["soc_poll"]),
+    )
