@@ -151,6 +151,15 @@ class _Serial:
         return f"{self.device} ({self.baudrate} {self.bytesize}{self.parity}{self.stopbits})"
 
 
+def _release(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    """Close whatever link ``client`` holds, even after it was closed once (pymodbus ignores a
+    second ``close``; a connect that finished after it left a port open)."""
+    transport = client.ctx.transport
+    client.ctx.transport = None  # type: ignore[assignment]
+    if transport is not None:
+        transport.close()
+
+
 class ModbusClient:
     """Synchronous Modbus master for one TCP endpoint or one serial line.
 
@@ -295,7 +304,15 @@ class ModbusClient:
             async def _open() -> bool:
                 if self._client is None:
                     self._client = self._make()
-                return bool(await self._client.connect())
+                client = self._client
+                opening = asyncio.ensure_future(client.connect())
+                try:
+                    return bool(await asyncio.shield(opening))
+                except asyncio.CancelledError:
+                    # Given up on (a starved loop, a slow port): the open still finishes, and a
+                    # serial port it opens must not stay locked by a client nobody holds.
+                    opening.add_done_callback(lambda _: _release(client))
+                    raise
 
             try:
                 ok = loop.run(_open(), self.timeout + 1.0)
