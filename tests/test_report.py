@@ -48,14 +48,14 @@ def test_clean_manifest_verifies(finished: Result):
 
 def test_tampering_is_named(finished: Result, tmp_path: Path):
     folder = _copy(finished, tmp_path)
-    csv = next(folder.glob("evidence/*/island-capture.csv"))
+    csv = next(folder.glob("evidence/*/island-P100-C100-run0.csv"))
     csv.write_text(csv.read_text().replace("240.0", "239.0", 1))
     (folder / "junit.xml").unlink()
     (folder / "extra.txt").write_text("slipped in")
     proc = harness("report", folder)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text
-    assert "island-capture.csv: changed" in text
+    assert "island-P100-C100-run0.csv: changed" in text
     assert "junit.xml: missing" in text
     assert "extra.txt: not in manifest" in text
 
@@ -100,8 +100,9 @@ def test_allure_results_are_valid(finished: Result):
     )
     island = next(r for r in results if r["name"] == "test_unintentional_islanding")
     assert {a["name"] for a in island["attachments"]} >= {
-        "island-capture.csv",
-        "island-capture.png",
+        "island-sweep.csv",
+        "island-P100-C100-run0.csv",
+        "island-P100-C100-run0.png",
     }
     assert island["steps"], "device actions are recorded as steps"
 

@@ -5,12 +5,10 @@ through ``copy.deepcopy``, about 5 us a receiver: in a long simulated run of a c
 fifth of the virtual BMSs' whole cost. A new ``Message`` built from the frame's fields, with its
 own copy of the payload, gives each receiver its own frame, as before, for a fraction of that.
 
-A lock-step site polls the device buses without blocking several times per step, and they are
-empty nearly every time: python-can's ``recv`` then goes through a timed ``Queue.get`` that
-raises ``Empty`` (about 3 us). :meth:`SimBus.recv` answers a non-blocking poll of an empty,
-unfiltered bus at once. Everything else is python-can's: the channel registry, the queues, the
-receive side. The harness opens the standard ``virtual`` interface on the same channel and cannot
-tell the difference; only the virtual devices' own buses are of this class.
+A node that only sends (the virtual inverter's heartbeat) calls :meth:`SimBus.stop_listening`
+so that no sender copies frames for it. Everything else is python-can's: the channel registry,
+the queues, the receive side. The harness opens the standard ``virtual`` interface on the same
+channel and cannot tell the difference; only the virtual devices' own buses are of this class.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ from can.interfaces.virtual import VirtualBus, channels, channels_lock
 
 
 class SimBus(VirtualBus):
-    """python-can's VirtualBus whose send copies a frame shallowly for each receiver and whose
-    non-blocking receive on an empty queue returns at once."""
+    """python-can's VirtualBus whose send builds a light copy of a frame for each receiver, and
+    which can stop listening while it keeps sending."""
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
         self._check_if_open()
