@@ -80,9 +80,11 @@ def _line_of(exc: Exception) -> int | None:
 
 
 def check_site(path: Path) -> tuple[Site, str]:
+    from harness.devices.instrument_check import check_instruments
     from virtual_devices.defects import parse_defects
 
     site = load_site(path)
+    check_instruments(site)  # drivers and dialects by name, relay-bank step maps
     for node in site.spec.nodes:
         check_dbc(site.resolve(node.bms.dbc))
     if site.spec.site.settings is not None:

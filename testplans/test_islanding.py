@@ -27,6 +27,7 @@ class Island:
     run: int  # 0: the sweep; 1..: repeats of the longest points
     capture: Path
     resolution: float
+    load: tuple[float, float, float]  # what the bank really set: W, L % and C % of balanced
     cleared: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     @property
@@ -109,6 +110,8 @@ def _island(rig: Rig, level: float, reactive: float, run: int) -> Island:
         quality_factor=method["quality_factor"],
         capacitive_pct=reactive,
     )
+    # A stepped bank sets the closest its steps reach: the evidence shows what it really set.
+    load = (rig.load_bank.power(), *rig.load_bank.reactive())
     currents = [f"{name}.inverter.current" for name in site.nodes]
     try:
         with rig.analyzer.capture("pcc.voltage", "pcc.frequency", "pcc.breaker", *currents) as t:
@@ -117,7 +120,7 @@ def _island(rig: Rig, level: float, reactive: float, run: int) -> Island:
     finally:
         site.restore()
     csv_name = f"island-P{level * 100:g}-C{reactive:g}-run{run}.csv"
-    island = Island(level, reactive, run, t.to_csv(rig.folder / csv_name), t.resolution)
+    island = Island(level, reactive, run, t.to_csv(rig.folder / csv_name), t.resolution, load)
     opened = t.event("pcc_open")
     for name, node in site.nodes.items():
         # Each unit is judged on its own output: on a cluster, a neighbour that keeps the island
@@ -135,8 +138,10 @@ def _write_table(path: Path, islands: list[Island], names: list[str]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         header = ["power level [%]", "capacitive reactive load [%]", "run", "capture"]
+        header += ["load set [W]", "L set [% of balanced]", "C set [% of balanced]"]
         out.writerow(header + [c for n in names for c in (f"{n} [s]", f"{n} still on")])
         for i in islands:
             row: list[object] = [f"{i.level * 100:g}", f"{i.reactive:g}", i.run, i.capture.name]
+            row += [f"{value:.6g}" for value in i.load]
             out.writerow(row + [v for n in names for v in (repr(i.cleared[n][0]), i.cleared[n][1])])
     return path

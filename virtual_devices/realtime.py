@@ -34,6 +34,7 @@ import can
 from can_remote import RemoteServer
 
 from harness.config.site import CanEndpoint, ModbusTcpEndpoint, Site, VisaEndpoint
+from harness.transports.dialects.relay_bank import RelayBankEndpoints
 from virtual_devices.site import HOST, VirtualSite
 
 log = logging.getLogger(__name__)
@@ -315,6 +316,10 @@ class RealTimeSite:
                 "resource": endpoint.resource,
             }
             site_endpoint = {"transport": "visa", "resource": endpoint.resource}
+        elif isinstance(endpoint, RelayBankEndpoints):
+            # A relay-stepped load bank: one controller per branch, each named in the options.
+            entry = {"protocol": "scpi", "branches": dict(endpoint.resources)}
+            site_endpoint = {"transport": "visa", "resource": endpoint.resources["resistive"]}
         else:
             raise TypeError(f"{key}: cannot describe endpoint {endpoint!r}")
         entry["endpoint"] = site_endpoint

@@ -25,6 +25,7 @@ from harness.config.site import (
 )
 from harness.transports.aioloop import LoopThread
 from harness.transports.can import load_database
+from harness.transports.dialects.relay_bank import is_relay_bank
 from virtual_devices.defects import AppliedDefect, defects_for, parse_defects
 from virtual_devices.endpoints.bms import VirtualBms
 from virtual_devices.endpoints.chamber import ChamberHandler
@@ -42,6 +43,7 @@ from virtual_devices.endpoints.inverter_can import InverterHeartbeat
 from virtual_devices.endpoints.io_module import IoModuleEndpoint
 from virtual_devices.endpoints.meter import meter_at_pcc
 from virtual_devices.endpoints.pv_simulator import PvSimulatorHandler
+from virtual_devices.endpoints.relay_bank import serve_relay_bank
 from virtual_devices.endpoints.scpi_server import InstrumentIdentity, ScpiServer
 from virtual_devices.endpoints.sim_bus import sim_bus
 from virtual_devices.plant.plant import Plant
@@ -157,7 +159,9 @@ class VirtualSite:
         inst = self.site.spec.instruments
         self._instrument("grid", inst.grid, GridSimulatorHandler)
         self._instrument("analyzer", inst.analyzer, PowerAnalyzerHandler)
-        if inst.load_bank is not None:
+        if inst.load_bank is not None and is_relay_bank(inst.load_bank.driver):
+            self._relay_bank(inst.load_bank)
+        elif inst.load_bank is not None:
             self._instrument("load_bank", inst.load_bank, LoadBankHandler)
         if inst.pcc_breaker is not None and inst.pcc_breaker.endpoint.transport == "virtual":
             io = IoModuleEndpoint(self.plant.pcc, lock=self.lock, loop=self.loop)
@@ -260,6 +264,14 @@ class VirtualSite:
         self.endpoints[key] = VisaEndpoint(
             transport="visa", resource=f"TCPIP::{HOST}::{server.port}::SOCKET"
         )
+
+    def _relay_bank(self, cfg: InstrumentConfig) -> None:
+        """A relay-stepped load bank: a virtual relay controller per branch (relay_bank.py)."""
+        if cfg.endpoint.transport != "virtual":
+            return
+        servers, endpoints = serve_relay_bank(cfg, self.plant, self.lock, self.loop)
+        self._servers += servers
+        self.endpoints["load_bank"] = endpoints
 
     def advance(self, until: float) -> None:
         """Step the plant and the CAN nodes together: each frame carries its due time's values.

@@ -5,8 +5,9 @@ others). A load bank is set by active power at nominal voltage and by quality fa
 knobs IEEE 1547.1 names for the unintentional-islanding test load, and its inductive and
 capacitive reactive power apart, each in percent of the balanced value (quality factor x power):
 the test sweeps the reactive load from 95 % to 105 % of it, which detunes the load's resonance
-and moves the island's frequency. Only the generic ``scpi`` dialect serves this role so far; a
-real family is a new data file in harness/transports/dialects/.
+and moves the island's frequency. The generic ``scpi`` dialect serves this role with one
+programmable instrument (:class:`ScpiLoadBank`); a relay-stepped bank (dialect ``ics-8064``, a
+relay controller per branch) is :class:`harness.devices.relay_loadbank.RelayLoadBank`.
 """
 
 from __future__ import annotations

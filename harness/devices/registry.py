@@ -30,7 +30,10 @@ def _modbus_client(key: str, endpoint: Any) -> Any:
     if isinstance(endpoint, ModbusTcpEndpoint):
         return ModbusClient(endpoint.host, endpoint.port, timeout=endpoint.timeout)
     if isinstance(endpoint, ModbusRtuEndpoint):
-        return ModbusClient.rtu(
+        from harness.transports.serial_line import LINES
+
+        # Devices on one RS-485 port share its one master (harness/transports/serial_line.py).
+        return LINES.handle(
             endpoint.port,
             baudrate=endpoint.baudrate,
             parity=endpoint.parity,
@@ -129,7 +132,7 @@ def _dbc_bms(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Dev
     return DbcBms(transport, bms_map, clock.now, stale_after_s=cfg.stale_after, name=key)
 
 
-def _scpi(cls_path: str, clocked: bool = False) -> Builder:
+def _scpi(cls_path: str, clocked: bool = False, options: bool = False) -> Builder:
     def build(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
         import importlib
 
@@ -140,13 +143,22 @@ def _scpi(cls_path: str, clocked: bool = False) -> Builder:
         module, _, name = cls_path.rpartition(".")
         cls = getattr(importlib.import_module(module), name)
         # The driver name is the command dialect (harness/transports/dialects/<driver>.yaml).
-        extra = {"clock": clock, "options": dict(cfg.options)} if clocked else {}
+        extra: dict[str, Any] = {"clock": clock} if clocked else {}
+        if clocked or options:
+            extra["options"] = dict(cfg.options)
         device: Device = cls.open(
             key, endpoint.resource, timeout_s=endpoint.timeout, dialect=cfg.driver, **extra
         )
         return device
 
     return build
+
+
+def _relay_bank(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
+    """A relay-stepped load bank: a controller per branch (harness/devices/relay_loadbank.py)."""
+    from harness.devices.relay_loadbank import RelayLoadBank
+
+    return RelayLoadBank.open(key, endpoint, cfg.options, cfg.driver)
 
 
 def _operator_breaker(key: str, endpoint: Any, cfg: Any, clock: Clock, site: Site) -> Device:
@@ -199,10 +211,11 @@ def default_registry() -> DeviceRegistry:
         "analyzer": _scpi("harness.devices.analyzer.ScpiPowerAnalyzer", clocked=True),
         "load_bank": _scpi("harness.devices.loadbank.ScpiLoadBank"),
         "chamber": _scpi("harness.devices.chamber.ScpiChamber"),
-        "pv_simulator": _scpi("harness.devices.pv_simulator.ScpiPvSimulator"),
+        "pv_simulator": _scpi("harness.devices.pv_simulator.ScpiPvSimulator", options=True),
     }
     for family in available():
-        for role in load_dialect(family).roles:
-            registry.register(role, family, scpi_drivers[role])
+        for role, spec in load_dialect(family).roles.items():
+            relays = role == "load_bank" and spec.setting("style") == "relay_bank"
+            registry.register(role, family, _relay_bank if relays else scpi_drivers[role])
     registry.register("breaker", "operator", _operator_breaker)
     return registry
