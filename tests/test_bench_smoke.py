@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"[-+]?[\d,]+(?:\.\d+)?"
 EXPECTED = {
     "sim_speed": [
+        rf"campaign as `harness run` runs it \((no|\d+) workers\)\s+{NUMBER}\s+\({NUMBER} s / ",
         rf"campaign simulated / wall \(verdicts\.json\)\s+{NUMBER}\s+\({NUMBER} s / {NUMBER} s\)",
         rf"plant alone: steady state, 60 s steady steps\s+{NUMBER}\s+\(120 steps",
         rf"in clock: plant physics\s+{NUMBER} s",
