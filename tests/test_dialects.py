@@ -323,3 +323,28 @@ def test_default_campaign_on_the_lab_dialects(tmp_path: Path) -> None:
     assert duts["analyzer"]["extra"]["dialect"] == "yokogawa-wt1800"
     audit = (result.folder / "audit.jsonl").read_text()
     assert '"SOUR:VOLT:AC 240.0"' in audit and '":STOR:STAR"' in audit
+
+
+def test_the_factory_bench_example_is_a_valid_live_site() -> None:
+    """The real-equipment bench example passes `harness check`, with a real family's dialect in
+    every instrument role and the inverter and the meter on one RS-485 line."""
+    from harness.checks import check_file
+    from harness.config.site import load_site
+
+    path = ROOT / "fixtures/sites/factory-bench.example.yaml"
+    assert "2 node(s), live endpoints" in check_file(path)
+    spec = load_site(path).spec
+    drivers = {
+        role: getattr(spec.instruments, role).driver
+        for role in ("grid", "analyzer", "load_bank", "pv_simulator")
+    }
+    assert drivers == {
+        "grid": "chroma-61800",
+        "analyzer": "yokogawa-wt1800",
+        "load_bank": "ics-8064",
+        "pv_simulator": "ametek-terrasas",
+    }
+    assert set(drivers.values()) <= set(available())
+    inverter, meter = spec.nodes[0].inverter.endpoint, spec.meter.endpoint
+    assert (inverter.transport, meter.transport) == ("modbus_rtu", "modbus_rtu")
+    assert inverter.port == meter.port and inverter.unit != meter.unit
