@@ -46,13 +46,19 @@ def run_phase(
     """Drive units ``names`` at ``power_w`` (positive: discharge) until each BMS reports
     ``target_soc`` (at or beyond it) or the unit's output on the analyzer is below ``stopped``
     times ``power_w`` (after the first poll); each is then set to 0 W. Gives up on the rest after
-    ``timeout`` s, leaving them at 0 W too."""
+    ``timeout`` s, leaving them at 0 W too.
+
+    A target of 100 % (or 0 %) is the pack's end, not a reading: a BMS reports 100 % from some
+    way below true full (its SoC is rounded), so ending the phase there would start the next
+    from wherever in that last step the pack happened to be. Such a phase ends only when the
+    unit stops by itself (its BMS ends the charge), the same place every time."""
     sign = 1.0 if power_w > 0 else -1.0
     result = Phase()
     pending = set(names)
     for name in names:
         site.nodes[name].inverter.set_power(power_w)
     threshold = abs(power_w) * stopped
+    soc_ends = 0.0 < target_soc < 100.0
 
     def done(name: str, reason: str) -> None:
         node = site.nodes[name]
@@ -67,7 +73,7 @@ def run_phase(
             on_poll()
         for name in sorted(pending):
             soc = site.nodes[name].bms.soc()
-            if (soc - target_soc) * sign <= 0:
+            if soc_ends and (soc - target_soc) * sign <= 0:
                 done(name, "soc")
             elif abs(analyzer.measure(f"{name}.inverter.power")) < threshold:
                 done(name, "stopped")
