@@ -17,7 +17,7 @@ from harness.config.errors import ConfigErrors
 EXIT_SETUP = 2
 
 # Each name is a module in harness/commands/ with register(subparsers); order is the help order.
-COMMANDS = ["run", "check", "report", "site", "scorecard", "replay", "quantities"]
+COMMANDS = ["run", "check", "report", "site", "scorecard", "replay", "quantities", "defects"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,7 @@
-"""Peak shaving: with a threshold written to the EMS, a load step does not raise the site's
-import through the PCC (over a demand interval) beyond the contracted peak."""
+"""The EMS dispatching the site: with a threshold written to it, a load step does not raise the
+site's import through the PCC (over a demand interval) beyond the contracted peak (peak
+shaving); told to dispatch the whole site at once, it brings its units in so that the site's
+power at the PCC ramps no faster than contracted (coordinated dispatch)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import numpy as np
 import pytest
 
 from harness.config.units import to_unit
+from harness.measure.operation import max_ramp
 from harness.measure.trace import Trace
 from harness.report.allure_wiring import Stepped
 
 QUANTITY = "ems.peak_shaving.peak_import"
+RAMP = "ems.dispatch.ramp_rate.max"
 IMPORT = "pcc.power"
 
 
@@ -52,6 +56,50 @@ def test_peak_shaving(site, load_bank, analyzer, ems, verdicts, evidence_dir):
         evidence=[evidence],
         window_start=at,
         ems_state=ems.state(),
+    )
+
+
+@pytest.mark.campaign("factory", "ci")
+def test_ems_dispatch_ramp(site, analyzer, ems, verdicts, evidence_dir):
+    """Every unit able to deliver, then at 0 W; the EMS is told to take the whole site to the
+    method's level at once, then back to 0 W; the fastest ramp of the PCC power is recorded."""
+    method = verdicts.method(RAMP)
+    site.restore()
+    site.ensure_soc(
+        list(site.nodes),
+        to_unit(method["min_soc"], "%"),
+        timeout=site.seconds(method["soc_timeout"]),
+        poll=site.seconds(method["soc_poll"]),
+    )
+    level = float(method["dispatch"])
+    site.dispatch_all(level)
+    ready = site.wait_for_output(level, timeout=site.seconds(method["ready_timeout"]))
+    site.dispatch_all(0.0)
+    if not ready:
+        verdicts.record_error(RAMP, "not every unit delivered the dispatch level when told")
+        return
+    site.clock.sleep(site.seconds(method["settle"]))
+    rated = sum(node.inverter.rated_power() for node in site.nodes.values())
+    hold, window = site.seconds(method["hold"]), site.seconds(method["window"])
+    with analyzer.capture(IMPORT) as trace:
+        ems.dispatch(level * rated)
+        site.clock.sleep(hold)
+        ems.dispatch(0.0)
+        site.clock.sleep(hold)
+    ems.normal()
+    evidence = trace.to_csv(evidence_dir / "ems-dispatch-capture.csv")
+    ramp = max_ramp(trace, IMPORT, window)
+    percent = 100.0 * ramp.rate / rated
+    verdicts.record(
+        RAMP,
+        percent,
+        uncertainty=percent * (analyzer.accuracy(IMPORT) + 2 * trace.resolution / window),
+        evidence=[evidence],
+        ramp_w_per_s=ramp.rate,
+        site_rated_power_w=rated,
+        site_setpoint_w=level * rated,
+        window_s=window,
+        at=ramp.at,  # on the analyzer's timebase
     )
 
 

@@ -1,5 +1,5 @@
 """EMS defects are caught on their clause: `harness run` end to end on the cluster, restricted
-to testplans/test_black_start.py and test_ems_peak_shaving.py, plus the mapping from the site
+to testplans/test_black_start.py and test_ems_dispatch.py, plus the mapping from the site
 file's defects to the plant's EMS.
 
 The clean cluster gets its critical loads back 4.85 s after the command (BMS self-test 2 s,
@@ -31,11 +31,13 @@ from virtual_devices.plant_config import plant_params
 
 CLUSTER = ROOT / "fixtures/sites/virtual-cluster.yaml"
 TIME, ORDER, PEAK = "C.5.1", "C.5.2", "C.7.40"
-SWAP = "{device: site.ems, kind: black_start_step_swap, first: precharge, second: positive_contactor, value: 1}"
+SWAP = (
+    "{device: site.ems, kind: black_start_order, order: [positive_contactor, precharge], value: 1}"
+)
 
 
 def offset(value: str) -> str:
-    return f"{{device: site.ems, kind: peak_shaving_offset, value: {value}}}"
+    return f"{{device: site.ems, kind: peak_shaving_target_offset, value: {value}}}"
 
 
 def delay(step: str, value: str) -> str:
@@ -48,7 +50,7 @@ def test_ems_defects_set_the_plants_sequence(defect_site: DefectSite) -> None:
     ems = plant_params(site, parse_defects(site)).ems
     assert ems is not None
     assert ems.peak.offset_w == pytest.approx(300.0)
-    assert ems.swap == ("precharge", "positive_contactor")
+    assert ems.order == ("positive_contactor", "precharge")
     assert ems.delays_s == {"vf_check": 2.0}
     order = [s.name for s in ems.run_order]
     assert order.index("positive_contactor") < order.index("precharge")
@@ -64,6 +66,8 @@ def test_ems_defects_set_the_plants_sequence(defect_site: DefectSite) -> None:
             "device site.ems",
         ),
         (SWAP.replace("value: 1", "value: 2"), "value is 1"),
+        (SWAP.replace("[positive_contactor, precharge]", "[precharge]"), "two or more"),
+        (SWAP.replace("precharge]", "positive_contactor]"), "named twice"),
     ],
 )
 def test_ems_defects_are_checked(defect_site: DefectSite, defect: str, message: str) -> None:

@@ -238,6 +238,22 @@ def test_a_protection_delay_defect_delays_the_response(settings_file: Path) -> N
         make_bms(settings_file, extra_delays_s={"overvoltage": 1.0})
 
 
+def test_a_disabled_protection_never_responds(settings_file: Path) -> None:
+    bms, events = make_bms(settings_file, disabled={"cell_undervoltage", "discharge_overcurrent"})
+    pack = Pack()
+    pack.cell_v = 2.5  # far beyond the under-voltage alarm, for a minute
+    pack.current = -185.0  # and beyond the over-current alarm
+    run(bms, pack, 60.0)
+    assert not [e for e in events if "alarm" in e[1] or "contactor" in e[1]]
+    assert bms.alarms == set() and bms.closed
+    assert "cell_undervoltage" in bms.warnings  # the warning is another function: it still works
+    pack.cell_v, pack.current = 3.7, 0.0  # the protections left enabled still act
+    run(bms, pack, 65.0)
+    assert any(name == "bms.alarm:cell_overvoltage" for _, name in events)
+    with pytest.raises(ValueError, match="unknown protections"):
+        make_bms(settings_file, disabled={"undervoltage"})
+
+
 # -- heartbeat and contactor ----------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ def test_comm_fault_defects_set_the_plant(defect_site: DefectSite) -> None:
     path = defect_site(
         "  - {device: home-1.inverter, kind: comm_loss_delay, value: 550 ms}\n"
         "  - {device: home-1.inverter, kind: comm_loss_ignored, value: 1}\n"
-        "  - {device: home-1.bms, kind: precharge_timeout, value: 2 s}"
+        "  - {device: home-1.bms, kind: precharge_failure, value: 2 s}"
     )
     site = load_site(path)
     node = plant_params(site, parse_defects(site)).nodes[0]
@@ -44,7 +44,7 @@ def test_comm_fault_defects_set_the_plant(defect_site: DefectSite) -> None:
     [
         ("home-1.inverter, kind: comm_loss_ignored, value: 2", "value is 1"),
         ("home-1.inverter, kind: comm_loss_delay, value: -1 s", "negative"),
-        ("home-1.bms, kind: precharge_timeout, value: -1 s", "negative"),
+        ("home-1.bms, kind: precharge_failure, value: -1 s", "negative"),
     ],
 )
 def test_comm_fault_defects_are_checked(defect_site: DefectSite, defect: str, message: str) -> None:
@@ -59,7 +59,7 @@ def test_comm_fault_defects_are_checked(defect_site: DefectSite, defect: str, me
     [
         (
             "  - {device: home-1.inverter, kind: comm_loss_delay, value: 0.55 s}\n"
-            "  - {device: home-1.bms, kind: precharge_timeout, value: 1.05 s}",
+            "  - {device: home-1.bms, kind: precharge_failure, value: 1.05 s}",
             "test_comm_faults",
             {"C.8.6", "C.8.7"},
             {"C.8.6": 11.03, "C.8.7": 16.05},
@@ -72,7 +72,7 @@ def test_comm_fault_defects_are_checked(defect_site: DefectSite, defect: str, me
         ),
         (
             "  - {device: home-1.inverter, kind: comm_loss_delay, value: 0.4 s}\n"
-            "  - {device: home-1.bms, kind: precharge_timeout, value: 0.9 s}",
+            "  - {device: home-1.bms, kind: precharge_failure, value: 0.9 s}",
             "test_comm_faults",
             set(),
             {"C.8.6": 10.88, "C.8.7": 15.9},

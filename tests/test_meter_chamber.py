@@ -65,6 +65,6 @@ def test_chamber_sets_the_packs_ambient_and_refuses_what_it_cannot_do(bench: Any
 def test_meter_gain_defect_is_refused_on_a_node(tmp_path: Path, defect_site: Any) -> None:
     from harness.config.errors import ConfigErrors
 
-    site = defect_site("  - {device: home-1.meter, kind: meter_energy_gain, value: 1.01}")
+    site = defect_site("  - {device: home-1.meter, kind: gain_error, value: 1 %}")
     with pytest.raises(ConfigErrors, match=r"site\.meter"):
         open_bench(load_site(site), load_contract(CONTRACT))

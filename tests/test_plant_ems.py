@@ -101,14 +101,27 @@ def test_black_start_is_refused_unless_the_site_is_shut_down_and_the_grid_gone()
     assert p.ems.state == SHUTDOWN
 
 
-def test_swap_defect_runs_two_steps_in_each_others_place() -> None:
-    p = site(SETTINGS.with_defects(("precharge", "positive_contactor"), {}))
+def test_order_defect_runs_the_named_steps_in_the_order_given() -> None:
+    p = site(SETTINGS.with_defects(("positive_contactor", "precharge"), {}))
     dead(p)
     t0 = start(p)
     p.advance(t0 + 30.0)
     assert p.ems is not None and p.ems.state == ISLANDED
     names = [s.name for s in p.ems.log]
     assert names.index("positive_contactor") < names.index("precharge")
+    clean = [s.name for s in SETTINGS.steps]
+    assert [n for n in names if n not in ("precharge", "positive_contactor")] == [
+        n for n in clean if n not in ("precharge", "positive_contactor")
+    ]  # the steps it does not name keep their places
+
+
+def test_order_defect_of_three_steps_keeps_their_places_between_them() -> None:
+    order = ("pick_up_deferrable", "pick_up_critical", "pick_up_essential")
+    names = [s.name for s in SETTINGS.with_defects(order, {}).run_order]
+    clean = [s.name for s in SETTINGS.steps]
+    first = clean.index("pick_up_critical")
+    assert names[first : first + 3] == list(order)
+    assert names[:first] == clean[:first] and names[first + 3 :] == clean[first + 3 :]
 
 
 def test_delay_defect_makes_one_step_that_much_longer() -> None:

@@ -32,11 +32,11 @@ def inverter_options(site: Site, defects: dict[str, AppliedDefect]) -> dict[str,
 
 
 def battery_options(site: Site, defects: dict[str, AppliedDefect]) -> dict[str, Any]:
-    """``precharge_timeout`` of one BMS (its defects by kind)."""
-    if (d := defects.get("precharge_timeout")) is None:
+    """``precharge_failure`` of one BMS (its defects by kind)."""
+    if (d := defects.get("precharge_failure")) is None:
         return {}
     if d.value < 0:
         raise ConfigErrors.single(
-            site.path, f"precharge_timeout: {d.value:g} s is negative", None, "defects"
+            site.path, f"precharge_failure: {d.value:g} s is negative", None, "defects"
         )
     return {"precharge_delay_s": d.value}

@@ -7,6 +7,8 @@ sequence; a step the data file does not have is reported against the site file's
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import NoReturn
 
 from harness.config.errors import ConfigErrors
@@ -23,25 +25,42 @@ def ems_params(site: Site, defects: list[AppliedDefect]) -> EmsParams | None:
     settings = load_ems_settings()
     known = [s.name for s in settings.steps]
     given = defects_for(defects, SITE, "ems")
-    swap: tuple[str, str] | None = None
+    order: tuple[str, ...] | None = None
     delays: dict[str, float] = {}
-    if (d := given.get("black_start_step_swap")) is not None:
+    if (d := given.get("black_start_order")) is not None:
         if d.value not in (0.0, 1.0):
-            _fail(site, f"black_start_step_swap: value is 1 (swaps) or 0, not {d.value:g}")
-        pair = (str(d.extra["first"]), str(d.extra["second"]))
-        _check_steps(site, "black_start_step_swap", pair, known)
-        if pair[0] == pair[1]:
-            _fail(site, f"black_start_step_swap: {pair[0]} with itself is no swap")
+            _fail(site, f"black_start_order: value is 1 (uses the order) or 0, not {d.value:g}")
+        steps = d.extra["order"]
+        if not isinstance(steps, list) or len(steps) < 2:
+            _fail(site, "black_start_order: order is a list of two or more step names")
+        names = tuple(str(s) for s in steps)
+        _check_steps(site, "black_start_order", names, known)
+        if len(set(names)) != len(names):
+            _fail(site, f"black_start_order: a step is named twice in {list(names)}")
         if d.value == 1.0:
-            swap = pair
+            order = names
     if (d := given.get("black_start_step_delay")) is not None:
         step = str(d.extra["step"])
         _check_steps(site, "black_start_step_delay", (step,), known)
         delays[step] = d.value
-    params = settings.with_defects(swap, delays)
-    if (d := given.get("peak_shaving_offset")) is not None:
+    params = settings.with_defects(order, delays)
+    if (d := given.get("peak_shaving_target_offset")) is not None:
         params = params.with_peak_offset(d.value * 1000.0)  # the defect's unit is kW
-    return params
+    modes = params.modes
+    if _switch(site, given.get("soc_band_ignored")):
+        modes = replace(modes, soc_min_pct=0.0, soc_max_pct=100.0)
+    if _switch(site, given.get("ramp_uncoordinated")):
+        modes = replace(modes, dispatch_ramp_pct_s=math.inf)
+    return replace(params, modes=modes)
+
+
+def _switch(site: Site, d: AppliedDefect | None) -> bool:
+    """An on/off defect: 1 on, 0 (or absent) off; any other value is refused."""
+    if d is None:
+        return False
+    if d.value not in (0.0, 1.0):
+        _fail(site, f"{d.kind}: value is 1 (on) or 0 (off), not {d.value:g}")
+    return d.value == 1.0
 
 
 def _check_steps(site: Site, kind: str, names: tuple[str, ...], known: list[str]) -> None:

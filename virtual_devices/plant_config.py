@@ -92,34 +92,48 @@ def _bms_defects(site: Site, defects: list[AppliedDefect], node: str) -> dict[st
     """The BMS's protection defects (data/defects/bms_faults.yaml) as BatteryParams keywords."""
     out: dict[str, Any] = {}
     delays: dict[str, float] = {}
+    disabled: set[str] = set()
     known = load_bms_settings().names
     for d in defects:
         if d.node != node or d.role != "bms":
             continue
-        if d.kind == "protection_delay":
+        if d.kind in ("protection_delay", "protection_disabled"):
             name = str(d.extra["protection"]).lower()
             names = OVERCURRENT if name == "overcurrent" else (name,)
             if not set(names) <= set(known):
                 raise ConfigErrors.single(
                     site.path,
-                    f"protection_delay: unknown protection {d.extra['protection']!r}; "
+                    f"{d.kind}: unknown protection {d.extra['protection']!r}; "
                     f"expected one of: overcurrent, {', '.join(known)}",
                     None,
                     "defects",
                 )
-            for one in names:
-                delays[one] = delays.get(one, 0.0) + d.value
-        elif d.kind == "ignore_heartbeat_loss":
+            if d.kind == "protection_delay":
+                for one in names:
+                    delays[one] = delays.get(one, 0.0) + d.value
+                continue
             if d.value not in (0.0, 1.0):
                 raise ConfigErrors.single(
                     site.path,
-                    f"ignore_heartbeat_loss: value is 1 (ignores it) or 0, not {d.value:g}",
+                    f"protection_disabled: value is 1 (disabled) or 0, not {d.value:g}",
+                    None,
+                    "defects",
+                )
+            if d.value == 1.0:
+                disabled.update(names)
+        elif d.kind == "heartbeat_loss_ignored":
+            if d.value not in (0.0, 1.0):
+                raise ConfigErrors.single(
+                    site.path,
+                    f"heartbeat_loss_ignored: value is 1 (ignores it) or 0, not {d.value:g}",
                     None,
                     "defects",
                 )
             out["ignore_heartbeat_loss"] = d.value == 1.0
     if delays:
         out["protection_delays_s"] = delays
+    if disabled:
+        out["protections_disabled"] = frozenset(disabled)
     return out
 
 
@@ -146,7 +160,7 @@ def _operation(rated_power_w: float, defects: dict[str, AppliedDefect]) -> dict[
     return out
 
 
-GRID_FORMING_DEFECTS = {"transfer_delay": "transfer_delay_s", "standby_drain": "standby_drain_w"}
+GRID_FORMING_DEFECTS = {"transfer_time": "transfer_delay_s", "standby_drain": "standby_drain_w"}
 """Defect kinds of a grid-forming inverter -> the GridFormingParams field each sets."""
 
 

@@ -28,7 +28,7 @@ COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD = (
     "Status.StepCount",
     "PeakShaving.Threshold",
 )
-SOC, SHED = "Status.AggregateSoc", "Status.ShedLoads"
+SOC, SHED, SITE_POWER = "Status.AggregateSoc", "Status.ShedLoads", "Dispatch.SitePower"
 
 
 class Ems(Device):
@@ -59,6 +59,11 @@ class Ems(Device):
         """Follow the EMS's own tariff day (charge, discharge, self-consume, idle)."""
         raise NotImplementedError
 
+    def dispatch(self, site_power_w: float) -> None:
+        """Take the units' total to ``site_power_w`` (W, + discharge): the EMS shares it among
+        its units and brings them in at its own coordinated ramp (mode DISPATCH)."""
+        raise NotImplementedError
+
     def aggregate_soc(self) -> float:
         """The site's SoC as the EMS aggregates it (energy-weighted), %."""
         raise NotImplementedError
@@ -69,7 +74,7 @@ class Ems(Device):
 
     def state(self) -> str:
         """NORMAL, SHUTDOWN, BLACK_START (running), ISLANDED (done), FAULT (given up),
-        PEAK_SHAVING, SELF_CONSUMPTION or TOU."""
+        PEAK_SHAVING, SELF_CONSUMPTION, TOU or DISPATCH."""
         raise NotImplementedError
 
     def current_step(self) -> str | None:
@@ -154,6 +159,13 @@ class ModbusEms(Ems):
 
     def tou(self) -> None:
         self._write(MODE, "TOU", "time-of-use shift")
+
+    def dispatch(self, site_power_w: float) -> None:
+        try:
+            self.device.write(SITE_POWER, site_power_w / 1000.0)  # the map's unit is kW
+        except ModbusError as exc:
+            raise DeviceError(f"{self.name}: site power setpoint refused: {exc}") from exc
+        self._write(MODE, "DISPATCH", "site dispatch")
 
     def _value(self, point: str) -> float:
         value = self._read([point])[point]

@@ -20,6 +20,7 @@ from harness.transports.regmap import RegisterMap, Value
 from harness.transports.yamlmap import load_yaml_map
 from virtual_devices.endpoints.modbus_server import ModbusServerEndpoint, ServedUnit
 from virtual_devices.plant.ems import (
+    DISPATCH,
     NORMAL,
     PEAK_SHAVING,
     SELF_CONSUMPTION,
@@ -37,8 +38,8 @@ COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD = (
     "Status.StepCount",
     "PeakShaving.Threshold",
 )
-SOC, SHED = "Status.AggregateSoc", "Status.ShedLoads"
-_MODES = (SHUTDOWN, PEAK_SHAVING, SELF_CONSUMPTION, TOU)
+SOC, SHED, SITE_POWER = "Status.AggregateSoc", "Status.ShedLoads", "Dispatch.SitePower"
+_MODES = (SHUTDOWN, PEAK_SHAVING, SELF_CONSUMPTION, TOU, DISPATCH)
 """States that read back as themselves on Control.Mode (every other reads NORMAL)."""
 
 
@@ -70,7 +71,7 @@ class EmsEndpoint(ServedUnit):
         self.notify = notify
         self.unit = unit
         self.regmap = load_yaml_map(map_path)
-        for point in (COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD, SOC, SHED):
+        for point in (COMMAND, MODE, STATE, STEP, COUNT, THRESHOLD, SOC, SHED, SITE_POWER):
             self.regmap.point(point)  # the map must name every point this EMS serves
         self.entries = log_entries(self.regmap)
         if self.entries == 0:
@@ -79,6 +80,7 @@ class EmsEndpoint(ServedUnit):
         self._states = self.regmap.point(STATE).symbols
         self._modes = self.regmap.point(MODE).symbols
         self._commands = self.regmap.point(COMMAND).symbols
+        self._energy_modes = {float(self._modes[m]): m for m in (SELF_CONSUMPTION, TOU, DISPATCH)}
         self.server = ModbusServerEndpoint(self.regmap, unit, self, lock, loop)
 
     def _code(self, step: str | None) -> float:
@@ -98,6 +100,7 @@ class EmsEndpoint(ServedUnit):
             THRESHOLD: round(ems.threshold_w / 1000.0, 2),
             SOC: round(ems.aggregate_soc_pct, 1),
             SHED: float(ems.shedder.shed_count),
+            SITE_POWER: round(ems.site_power_w / 1000.0, 2),
         }
         for i in range(self.entries):
             entry: Any = ems.log[i] if i < len(ems.log) else None
@@ -123,10 +126,14 @@ class EmsEndpoint(ServedUnit):
                 if self.ems.state != PEAK_SHAVING:
                     self.ems.peak_shaving(t)  # ValueError unless NORMAL: ILLEGAL DATA VALUE
                     self.notify("ems.mode:peak_shaving")
-            elif value in (self._modes[SELF_CONSUMPTION], self._modes[TOU]):
-                mode = SELF_CONSUMPTION if value == self._modes[SELF_CONSUMPTION] else TOU
+            elif (mode := self._energy_modes.get(value)) is not None:
                 if self.ems.state != mode:  # ValueError unless grid-tied: ILLEGAL DATA VALUE
-                    (self.ems.self_consumption if mode == SELF_CONSUMPTION else self.ems.tou)(t)
+                    switch = {
+                        SELF_CONSUMPTION: self.ems.self_consumption,
+                        TOU: self.ems.tou,
+                        DISPATCH: self.ems.dispatch,
+                    }[mode]
+                    switch(t)
                     self.notify(f"ems.mode:{mode.lower()}")
             elif self.ems.state != NORMAL:
                 self.ems.normal(t)
@@ -135,5 +142,9 @@ class EmsEndpoint(ServedUnit):
         if name == THRESHOLD:
             self.ems.set_threshold(value * 1000.0)
             self.notify(f"ems.threshold:{value:g}kW")
+            return
+        if name == SITE_POWER:
+            self.ems.set_site_power(value * 1000.0)
+            self.notify(f"ems.site_power:{value:g}kW")
             return
         raise KeyError(name)

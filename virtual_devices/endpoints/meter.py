@@ -122,9 +122,10 @@ def meter_at_pcc(
     loop: LoopThread,
 ) -> MeterEndpoint:
     """A meter endpoint on the plant's PCC with its own energy counter, fed by the plant on
-    every step; ``defects`` (kind -> applied defect, for ``site.meter``) may give it a gain."""
-    gain = defects.get("meter_energy_gain")
-    counter = EnergyCounter(1.0 if gain is None else float(gain.value))
+    every step; ``defects`` (kind -> applied defect, for ``site.meter``) may give it a gain
+    error (``gain_error``, in %)."""
+    error = defects.get("gain_error")
+    counter = EnergyCounter(1.0 if error is None else 1.0 + float(error.value) / 100.0)
     plant.pcc_counters.append(counter)
     return MeterEndpoint(
         lambda: plant.pcc_power_w,

@@ -128,6 +128,7 @@ class Battery:
                 name=f"{name}.bms",
                 emit=self._bms_event,
                 extra_delays_s=params.protection_delays_s,
+                disabled=params.protections_disabled,
                 ignore_heartbeat_loss=params.ignore_heartbeat_loss,
                 precharge_extra_s=params.precharge_delay_s,
             )

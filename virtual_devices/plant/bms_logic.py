@@ -28,7 +28,8 @@ and response, the heartbeat timeout and the contactor's precharge. This module o
   the bench's key switch), which resets it.
 
 Defect hooks (``virtual_devices/data/defects/bms_faults.yaml``): ``extra_delays_s`` makes a
-protection (or the heartbeat timeout) respond that much later; ``ignore_heartbeat_loss`` makes the
+protection (or the heartbeat timeout) respond that much later; ``disabled`` protections never
+respond (no alarm, no zero limit, no contactor opening); ``ignore_heartbeat_loss`` makes the
 BMS never act on a lost heartbeat; ``precharge_extra_s`` makes it give up a failed precharge that
 much later than ``precharge_timeout``. All change behaviour only; the settings stay as they are.
 """
@@ -38,7 +39,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,16 +297,15 @@ class BmsLogic:
         name: str = "bms",
         emit: Callable[[str], None] = _ignore,
         extra_delays_s: Mapping[str, float] | None = None,
+        disabled: Collection[str] = (),
         ignore_heartbeat_loss: bool = False,
         precharge_extra_s: float = 0.0,
         start_s: float = 0.0,
     ) -> None:
         extra = dict(extra_delays_s or {})
-        unknown = sorted(set(extra) - set(settings.names))
+        unknown = sorted((set(extra) | set(disabled)) - set(settings.names))
         if unknown:
-            raise ValueError(
-                f"extra delays for unknown protections {unknown}; known: {settings.names}"
-            )
+            raise ValueError(f"defects name unknown protections {unknown}; known: {settings.names}")
         self.settings = settings
         self.name = name
         self._emit = emit
@@ -313,8 +313,16 @@ class BmsLogic:
         scale = {"charge_current": rated_charge_a, "discharge_current": rated_discharge_a}
         self._protections = [p.scaled(scale.get(p.sense, 1.0)) for p in settings.protections]
         self._sense_index = [SENSES.index(p.sense) for p in self._protections]
-        self._delays = [p.delay_s + extra.get(p.name, 0.0) for p in self._protections]
-        self._hb_timeout = settings.heartbeat_timeout_s + extra.get(HEARTBEAT, 0.0)
+        # A disabled protection's alarm is due at infinity: it never comes.
+        self._delays = [
+            math.inf if p.name in disabled else p.delay_s + extra.get(p.name, 0.0)
+            for p in self._protections
+        ]
+        self._hb_timeout = (
+            math.inf
+            if HEARTBEAT in disabled
+            else settings.heartbeat_timeout_s + extra.get(HEARTBEAT, 0.0)
+        )
         if not (math.isfinite(precharge_extra_s) and precharge_extra_s >= 0):
             raise ValueError(f"precharge_extra_s must be >= 0 s, not {precharge_extra_s!r}")
         self._precharge_timeout = settings.precharge_timeout_s + precharge_extra_s

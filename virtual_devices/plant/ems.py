@@ -20,8 +20,10 @@ PEAK_SHAVING (grid-tied; every ``cycle`` the units' total discharge setpoint mov
 import's excess over the threshold, shared by rating: data/ems_peak_shaving.yaml),
 SELF_CONSUMPTION (grid-tied; every cycle the units' total setpoint becomes their output plus the
 PCC import, so the PCC flow goes to zero, shared by rating inside the SoC band), TOU (the tariff
-period in force at the simulated time of day says charge, discharge, self-consume or idle). The
-energy modes' numbers are data/ems_modes.yaml; how much each unit gets is ems_dispatch.py.
+period in force at the simulated time of day says charge, discharge, self-consume or idle),
+DISPATCH (grid-tied; the site's total setpoint, written over Modbus, reached at the data's ramp
+so that units told together do not all start at once). The energy modes' numbers are
+data/ems_modes.yaml; how much each unit gets is ems_dispatch.py.
 
 Load shedding: on an island (ISLANDED after a black start, or SELF_CONSUMPTION / TOU with the
 grid gone) the EMS sheds loads by priority when the SoC or the forming units run short, and
@@ -50,7 +52,7 @@ NORMAL, SHUTDOWN, BLACK_START, ISLANDED, FAULT, PEAK_SHAVING = (
     "FAULT",
     "PEAK_SHAVING",
 )
-SELF_CONSUMPTION, TOU = "SELF_CONSUMPTION", "TOU"
+SELF_CONSUMPTION, TOU, DISPATCH = "SELF_CONSUMPTION", "TOU", "DISPATCH"
 STATES: tuple[str, ...] = (
     NORMAL,
     SHUTDOWN,
@@ -60,9 +62,12 @@ STATES: tuple[str, ...] = (
     PEAK_SHAVING,
     SELF_CONSUMPTION,
     TOU,
+    DISPATCH,
 )
-GRID_MODES: tuple[str, ...] = (NORMAL, PEAK_SHAVING, SELF_CONSUMPTION, TOU)
-"""Grid-tied modes the EMS may be switched between (SELF_CONSUMPTION and TOU from any)."""
+GRID_MODES: tuple[str, ...] = (NORMAL, PEAK_SHAVING, SELF_CONSUMPTION, TOU, DISPATCH)
+"""Grid-tied modes the EMS may be switched between (SELF_CONSUMPTION, TOU, DISPATCH from any)."""
+_DISPATCHING = (PEAK_SHAVING, SELF_CONSUMPTION, TOU, DISPATCH)
+"""Modes that write the units' setpoints (back to 0 W when left)."""
 _CYCLED = (SELF_CONSUMPTION, TOU, ISLANDED)
 _EPS = 1e-9
 
@@ -122,6 +127,9 @@ class Ems:
         self._import_w = import_w
         self.threshold_w = params.peak.threshold_w
         """The peak-shaving threshold in force (written through the EMS's map), W."""
+        self.site_power_w = 0.0
+        """The site's total setpoint DISPATCH goes to (written through the EMS's map), W,
+        + discharge."""
         self._dispatched_w = 0.0
         self._cycle_from = math.nan
         self._last_cycle = -math.inf
@@ -227,6 +235,20 @@ class Ems:
         """Follow the tariff day from now on; from a grid-tied mode only (ValueError)."""
         self._energy_mode(t, TOU)
 
+    def dispatch(self, t: float) -> None:
+        """Take the units' total to :attr:`site_power_w` at the data's ramp from now on; from
+        a grid-tied mode only (ValueError). The ramp starts from the units' present setpoints
+        (no step at the switch)."""
+        if self.state == DISPATCH:
+            return
+        self._energy_mode(t, DISPATCH)
+        self._dispatched_w = sum(inv.setpoint_w for inv in self._inverters)
+
+    def set_site_power(self, watts: float) -> None:
+        if not math.isfinite(watts):
+            raise ValueError(f"site power must be finite, not {watts!r}")
+        self.site_power_w = float(watts)
+
     def _energy_mode(self, t: float, mode: str) -> None:
         if self.state == mode:
             return
@@ -248,7 +270,7 @@ class Ems:
 
     def _stop_shaving(self) -> None:
         """Leaving a dispatching mode: every unit's setpoint back to 0 W."""
-        if self.state in (PEAK_SHAVING, SELF_CONSUMPTION, TOU):
+        if self.state in _DISPATCHING:
             for inverter in self._inverters:
                 inverter.set_power_setpoint(0.0)
             self._dispatched_w = 0.0
@@ -285,6 +307,23 @@ class Ems:
         if self.state == TOU:
             return self._tou(t) or changed
         return changed
+
+    def _dispatch_cycle(self, t: float) -> bool:
+        """One DISPATCH cycle: the units' total one ramp step nearer the site's setpoint (within
+        their summed rating), shared by rating inside the SoC band."""
+        if t <= self._last_cycle + _EPS:
+            return False
+        self._last_cycle = t
+        rated = sum(inv.params.rated_power_w for inv in self._inverters)
+        target = max(-rated, min(rated, self.site_power_w))
+        step = self.modes.dispatch_ramp_pct_s / 100.0 * rated * self.modes.dispatch_cycle_s
+        delta = target - self._dispatched_w
+        if abs(delta) <= _EPS:
+            return False
+        self._dispatched_w += max(-step, min(step, delta))  # an infinite ramp: all at once
+        units = self._units()
+        watts = share(units, self._dispatched_w, self.band)
+        return self._apply({u.name: w for u, w in zip(units, watts, strict=True)})
 
     def _units(self) -> list[GridFollowingInverter]:
         return [inv for inv in self._inverters if inv.energizing]
@@ -338,8 +377,11 @@ class Ems:
 
     def next_event_time(self, t: float) -> float:
         """The next control cycle, or the running step's minimum end or timeout if sooner."""
-        if self.state == PEAK_SHAVING:
-            cycle = self.params.peak.cycle_s
+        if self.state in (PEAK_SHAVING, DISPATCH):
+            if self.state == PEAK_SHAVING:
+                cycle = self.params.peak.cycle_s
+            else:
+                cycle = self.modes.dispatch_cycle_s
             since = t - self._cycle_from
             return self._cycle_from + (math.floor(since / cycle + _EPS) + 1) * cycle
         if self.state in _CYCLED:
@@ -363,6 +405,8 @@ class Ems:
         PEAK_SHAVING: one control cycle (at most one per instant)."""
         if self.state == PEAK_SHAVING:
             return self._shave(t)
+        if self.state == DISPATCH:
+            return self._dispatch_cycle(t)
         if self.state in _CYCLED:
             return self._energy_cycle(t)
         if self.state != BLACK_START:

@@ -76,7 +76,10 @@ class SheddingParams:
 
 @dataclass(frozen=True)
 class EmsModesParams:
-    """Everything ``data/ems_modes.yaml`` says: cycle, SoC band, modes, shedding."""
+    """Everything ``data/ems_modes.yaml`` says: cycle, SoC band, modes, shedding.
+
+    ``dispatch_ramp_pct_s`` is how fast DISPATCH moves the units' total, in % of their summed
+    rating per second (infinite: all at once, the ``ramp_uncoordinated`` defect)."""
 
     cycle_s: float
     soc_min_pct: float
@@ -84,6 +87,8 @@ class EmsModesParams:
     deadband_w: float
     tou: TouParams
     shedding: SheddingParams
+    dispatch_ramp_pct_s: float = 20.0
+    dispatch_cycle_s: float = 0.1
 
 
 def _clock(value: Any, where: str, path: Path) -> float:
@@ -177,6 +182,11 @@ def load_ems_modes(path: Path = DEFAULT_MODES) -> EmsModesParams:
     high = _qty(band, "max", "%", "soc_band.", path)
     if not low < high <= 100.0:
         raise ValueError(f"{path}: field 'soc_band': min < max <= 100 %")
+    dispatch = data.get("dispatch")
+    ramp = _qty(dispatch, "ramp", "%/s", "dispatch.", path)
+    dispatch_cycle = _qty(dispatch, "cycle", "s", "dispatch.", path)
+    if ramp <= 0 or dispatch_cycle <= 0:
+        raise ValueError(f"{path}: field 'dispatch': ramp and cycle must be > 0")
     return EmsModesParams(
         cycle_s=cycle,
         soc_min_pct=low,
@@ -184,4 +194,6 @@ def load_ems_modes(path: Path = DEFAULT_MODES) -> EmsModesParams:
         deadband_w=_qty(data.get("self_consumption"), "deadband", "W", "self_consumption.", path),
         tou=_tou(data.get("tou"), path),
         shedding=_shedding(data.get("shedding"), path),
+        dispatch_ramp_pct_s=ramp,
+        dispatch_cycle_s=dispatch_cycle,
     )

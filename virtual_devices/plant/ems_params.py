@@ -72,7 +72,8 @@ class EmsParams:
 
     ``voltage_window_pu`` and ``frequency_tolerance_hz`` are the V/f check's window (around the
     site's nominal); ``surge_margin`` the fraction of the forming units' ratings the picked-up
-    loads may reach. Defects: ``swap`` names two steps run in each other's place; ``delays_s``
+    loads may reach. Defects: ``order`` is the order the EMS really takes the steps it names (they
+    keep the places they have between them; the other steps stay where they are); ``delays_s``
     adds seconds to a step.
     """
 
@@ -82,7 +83,7 @@ class EmsParams:
     voltage_window_pu: tuple[float, float] = (0.95, 1.05)
     frequency_tolerance_hz: float = 0.5
     surge_margin: float = 0.8
-    swap: tuple[str, str] | None = None
+    order: tuple[str, ...] | None = None
     delays_s: dict[str, float] = field(default_factory=dict)
     peak: PeakShavingParams = field(default_factory=PeakShavingParams)
     modes: EmsModesParams = field(default_factory=load_ems_modes)
@@ -90,34 +91,35 @@ class EmsParams:
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
-        for name in (*names, *(self.swap or ()), *self.delays_s):
+        for name in (*names, *(self.order or ()), *self.delays_s):
             if name not in STEPS:
                 raise ValueError(f"unknown EMS step {name!r}; known: {', '.join(STEPS)}")
         if len(set(names)) != len(names):
             raise ValueError(f"EMS steps repeat: {names}")
-        if self.swap is not None:
-            missing = [n for n in self.swap if n not in names]
-            if missing or self.swap[0] == self.swap[1]:
-                raise ValueError(f"swap {list(self.swap)}: two different steps of the sequence")
+        if self.order is not None:
+            missing = [n for n in self.order if n not in names]
+            if missing or len(set(self.order)) != len(self.order) or len(self.order) < 2:
+                raise ValueError(f"order {list(self.order)}: two or more different steps")
         if not (self.scan_s > 0 and math.isfinite(self.scan_s)):
             raise ValueError(f"EMS scan must be > 0 s: {self.scan_s}")
 
     @property
     def run_order(self) -> tuple[StepParams, ...]:
-        """The steps in the order the EMS actually takes them (its swap defect applied), each
+        """The steps in the order the EMS actually takes them (its order defect applied), each
         with its defect delay added to its minimum time."""
         order = list(self.steps)
-        if self.swap is not None:
-            names = [s.name for s in order]
-            i, j = names.index(self.swap[0]), names.index(self.swap[1])
-            order[i], order[j] = order[j], order[i]
+        if self.order is not None:
+            by_name = {s.name: s for s in order}
+            places = sorted(i for i, s in enumerate(order) if s.name in self.order)
+            for place, name in zip(places, self.order, strict=True):
+                order[place] = by_name[name]
         return tuple(
             replace(s, min_s=s.min_s + self.delays_s.get(s.name, 0.0), timeout_s=s.timeout_s)
             for s in order
         )
 
-    def with_defects(self, swap: tuple[str, str] | None, delays_s: dict[str, float]) -> EmsParams:
-        return replace(self, swap=swap, delays_s=dict(delays_s))
+    def with_defects(self, order: tuple[str, ...] | None, delays_s: dict[str, float]) -> EmsParams:
+        return replace(self, order=order, delays_s=dict(delays_s))
 
     def with_peak_offset(self, offset_w: float) -> EmsParams:
         """Peak shaving that holds the import ``offset_w`` above the threshold written."""

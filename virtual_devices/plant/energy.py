@@ -7,7 +7,7 @@ plant's own trajectory, whatever the step; a sample-and-hold integral of the ana
 of the same power gives the same number.
 
 ``gain`` is how the counter is calibrated: 1 counts the true energy; a meter with a gain error
-(the ``meter_energy_gain`` defect) counts every watt-hour that many times.
+(``1 +`` the ``gain_error`` defect) counts every watt-hour that many times.
 """
 
 from __future__ import annotations

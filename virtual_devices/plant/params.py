@@ -231,8 +231,8 @@ class BatteryParams:
     through 20 mOhm (200 W) settles 25 degC above ambient with a time constant near 1.4 h.
     ``bms_settings_file`` is what its BMS decides (virtual_devices/plant/bms_logic.py; None: a
     pack without BMS logic, limits at rated until full or empty). Defect hooks (data/defects/
-    bms_faults.yaml): ``protection_delays_s`` (protection -> extra seconds before it responds)
-    and ``ignore_heartbeat_loss``.
+    bms_faults.yaml): ``protection_delays_s`` (protection -> extra seconds before it responds),
+    ``protections_disabled`` (protections that never respond) and ``ignore_heartbeat_loss``.
     """
 
     cells_in_series: int = 15
@@ -250,10 +250,11 @@ class BatteryParams:
     ocv_curve_file: Path = field(default_factory=lambda: DEFAULT_OCV_CURVE)
     bms_settings_file: Path | None = field(default_factory=lambda: DEFAULT_BMS_SETTINGS)
     protection_delays_s: dict[str, float] = field(default_factory=dict)
+    protections_disabled: frozenset[str] = frozenset()
     ignore_heartbeat_loss: bool = False
     precharge_delay_s: float = 0.0
     """How much later than its precharge timeout the BMS gives up a failed precharge (the
-    ``precharge_timeout`` defect, data/defects/comm_faults.yaml)."""
+    ``precharge_failure`` defect, data/defects/comm_faults.yaml)."""
     capacity_shortfall: float = 0.0
     """Fraction of ``capacity_ah`` the cells lack (the ``capacity_shortfall`` defect): the pack
     holds that much less charge while its nameplate (and what the units report) stays."""

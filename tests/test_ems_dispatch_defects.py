@@ -1,0 +1,43 @@
+"""The EMS's uncoordinated dispatch is caught on its clause: `harness run` end to end on the
+cluster, restricted to testplans/test_ems_dispatch.py::test_ems_dispatch_ramp.
+
+The clean EMS takes the cluster's four units to 80 % of their summed rating at its 20 %/s (C.7.41:
+30 %/s, marginal 3 %/s). With ``ramp_uncoordinated`` every unit gets its share at once and the
+PCC sees the units' own ramps together: 80 % of the rating in 0.8 s, 80 %/s over the 1 s window.
+The defect is on or off, so one run has it on (fails) and one has it off (passes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DefectSite
+from tests.harness_runner import CONTRACT, ROOT, run
+
+CLUSTER = ROOT / "fixtures/sites/virtual-cluster.yaml"
+RAMP = "C.7.41"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("value", "verdict"), [(1, "fail"), (0, "pass")], ids=["on", "off"])
+def test_uncoordinated_dispatch_is_caught_on_its_clause(
+    tmp_path: Path, defect_site: DefectSite, value: int, verdict: str
+) -> None:
+    site = defect_site(
+        f"  - {{device: site.ems, kind: ramp_uncoordinated, value: {value}}}", CLUSTER
+    )
+    result = run(tmp_path, site, CONTRACT, "--", "-k", "test_ems_dispatch_ramp")
+    judged = {
+        clause: v["verdict"]
+        for (clause, _node), v in result.by_clause().items()
+        if v["verdict"] != "not_covered"
+    }
+    assert judged == {RAMP: verdict}, result.out
+    measured = result.by_clause()[RAMP, None]["value"]
+    if verdict == "fail":
+        assert measured == pytest.approx(80.0, abs=2.0), result.out
+        assert result.code == 1 and f"clause {RAMP}" in result.out, result.out
+    else:
+        assert measured == pytest.approx(20.0, abs=0.5), result.out
