@@ -149,9 +149,10 @@ class Bench:
         """
         pending: dict[str, float] = {}  # name -> +1 discharging, -1 charging
         reached: dict[str, float] = {}
+        now = self.reported_soc(names)
         for name in names:
             node = self.nodes[name]
-            soc = node.bms.soc()
+            soc = now[name]
             if soc == soc_pct:
                 reached[name] = soc
                 node.inverter.set_power(0.0)
@@ -182,7 +183,6 @@ class Bench:
         min_pct: float,
         timeout: float,
         poll: float = 10.0,
-        first_frame: float = 5.0,
     ) -> dict[str, float]:
         """Charge the batteries of the homes among ``names`` whose BMS reports less than
         ``min_pct`` up to it (see :meth:`bring_to_soc`); the others are left alone. Returns the
@@ -190,9 +190,16 @@ class Bench:
 
         A scenario that needs its units to export for a while calls this first, so that its
         result does not depend on what an earlier scenario left in the packs (an endurance test
-        ends with them near empty). At the start of a run a BMS may not have sent its first
-        frame yet: each gets ``first_frame`` s to report.
+        ends with them near empty).
         """
+        socs = self.reported_soc(names)
+        low = [name for name in names if socs[name] < min_pct]
+        return self.bring_to_soc(low, min_pct, timeout, poll) if low else {}
+
+    def reported_soc(self, names: list[str], first_frame: float = 5.0) -> dict[str, float]:
+        """The SoC each home's BMS reports now. At the start of a run a BMS may not have sent
+        its first frame yet: each gets ``first_frame`` s to report (DeviceError naming the
+        silent ones after that)."""
         socs: dict[str, float] = {}
 
         def reported() -> bool:
@@ -201,14 +208,13 @@ class Bench:
                     try:
                         socs[name] = self.nodes[name].bms.soc()
                     except DeviceError:
-                        return False  # no frame yet at the start of a run: wait for one
+                        return False
             return True
 
         if not self.clock.wait_until(reported, timeout=first_frame, poll=0.1):
             silent = ", ".join(name for name in names if name not in socs)
             raise DeviceError(f"{silent}: no SoC from the BMS within {first_frame:g} s")
-        low = [name for name in names if socs[name] < min_pct]
-        return self.bring_to_soc(low, min_pct, timeout, poll) if low else {}
+        return socs
 
     @contextmanager
     def provoking(self, names: list[str], alarms: set[str]) -> Iterator[None]:
