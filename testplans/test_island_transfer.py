@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.config.units import to_unit
 from harness.devices.islanding import enable_islanding, island_capable, set_island_setting
 from harness.measure.trace import MeasurementError, Trace
 
@@ -41,7 +42,7 @@ def formers(site: Any, restore_after: None) -> Iterator[dict[str, Any]]:
 def test_planned_islanding(site, pcc, analyzer, verdicts, evidence_dir, formers):
     """Planned island: the PCC breaker is opened on command; the critical loads are back inside
     their voltage and frequency bands within the contracted transfer time."""
-    _transfer(site, analyzer, verdicts, evidence_dir, "planned", pcc.open)
+    _transfer(site, analyzer, verdicts, evidence_dir, "planned", pcc.open, list(formers))
 
 
 @pytest.mark.campaign("factory", "ci")
@@ -50,7 +51,13 @@ def test_loss_of_grid_takeover(site, grid, analyzer, verdicts, evidence_dir, for
     """Loss of grid behind a closed PCC (grid simulator output off): the grid-forming units
     detect it and take over the critical loads within the contracted transfer time."""
     _transfer(
-        site, analyzer, verdicts, evidence_dir, "loss-of-grid", lambda: grid.set_output(False)
+        site,
+        analyzer,
+        verdicts,
+        evidence_dir,
+        "loss-of-grid",
+        lambda: grid.set_output(False),
+        list(formers),
     )
 
 
@@ -157,12 +164,24 @@ def _grid_lost(site: Any, trace: Trace) -> float:
 
 
 def _transfer(
-    site: Any, analyzer: Any, verdicts: Any, evidence_dir: Path, point: str, lose_grid: Any
+    site: Any,
+    analyzer: Any,
+    verdicts: Any,
+    evidence_dir: Path,
+    point: str,
+    lose_grid: Any,
+    formers: list[str],
 ) -> None:
     """Lose the grid as ``lose_grid`` does and record the critical loads' transfer time."""
     quantity = "island.transfer_time"
     method = verdicts.method(quantity)
     band = _band(site, method)
+    site.ensure_soc(  # above the forming units' own reserve, whatever ran before
+        formers,
+        to_unit(method["min_soc"], "%"),
+        timeout=site.seconds(method["soc_timeout"]),
+        poll=site.seconds(method["soc_poll"]),
+    )
     site.dispatch_all(fraction=0.0)
     site.clock.sleep(site.seconds(method["settle"]))
     observe = max(verdicts.window(quantity), site.seconds(method["observe"]))
