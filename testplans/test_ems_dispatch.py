@@ -1,10 +1,13 @@
 """The EMS dispatching the site: with a threshold written to it, a load step does not raise the
 site's import through the PCC (over a demand interval) beyond the contracted peak (peak
 shaving); told to dispatch the whole site at once, it brings its units in so that the site's
-power at the PCC ramps no faster than contracted (coordinated dispatch)."""
+power at the PCC ramps no faster than contracted (coordinated dispatch); told to charge or to
+discharge the whole site for longer than the packs allow, it keeps every pack inside its
+operating band (the band's ends in the contract's clauses)."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +21,7 @@ from harness.report.allure_wiring import Stepped
 
 QUANTITY = "ems.peak_shaving.peak_import"
 RAMP = "ems.dispatch.ramp_rate.max"
+SOC_MAX, SOC_MIN = "ems.soc.max", "ems.soc.min"
 IMPORT = "pcc.power"
 
 
@@ -101,6 +105,53 @@ def test_ems_dispatch_ramp(site, analyzer, ems, verdicts, evidence_dir):
         window_s=window,
         at=ramp.at,  # on the analyzer's timebase
     )
+
+
+@pytest.mark.campaign("factory", "ci")
+def test_ems_soc_band(site, ems, verdicts, evidence_dir):
+    """Every home brought near the top of the band, the EMS told to charge the whole site for
+    longer than the packs can take; then near the bottom, told to discharge it the same way.
+    The highest and lowest SoC each BMS reports are recorded."""
+    method = verdicts.method(SOC_MAX)
+    site.restore()
+    names = list(site.nodes)
+    rated = sum(node.inverter.rated_power() for node in site.nodes.values())
+    level = float(method["dispatch"])
+    readings: list[tuple[float, str, float]] = []
+
+    def read() -> bool:
+        for name in names:
+            readings.append((site.clock.now(), name, float(site.nodes[name].bms.soc())))
+        return False  # never done: read for the whole push
+
+    for start, sign in ((method["high_start"], -1.0), (method["low_start"], 1.0)):
+        site.bring_to_soc(
+            names,
+            to_unit(start, "%"),
+            timeout=site.seconds(method["soc_timeout"]),
+            poll=site.seconds(method["soc_poll"]),
+        )
+        ems.dispatch(sign * level * rated)
+        site.clock.wait_until(
+            read, timeout=site.seconds(method["push"]), poll=site.seconds(method["poll"])
+        )
+        ems.dispatch(0.0)
+        ems.normal()
+    site.bring_to_soc(  # not left at the bottom for the next scenario
+        names,
+        to_unit(method["leave_soc"], "%"),
+        timeout=site.seconds(method["soc_timeout"]),
+        poll=site.seconds(method["soc_poll"]),
+    )
+    evidence = evidence_dir / "ems-soc-band.csv"
+    with evidence.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["site time [s]", "home", "SoC reported [%]"])
+        out.writerows(readings)
+    for name in names:
+        socs = [soc for _, home, soc in readings if home == name]
+        verdicts.record(SOC_MAX, max(socs), node=name, evidence=[evidence])
+        verdicts.record(SOC_MIN, min(socs), node=name, evidence=[evidence])
 
 
 def _watts(value: Any) -> float:

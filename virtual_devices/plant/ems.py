@@ -310,20 +310,23 @@ class Ems:
 
     def _dispatch_cycle(self, t: float) -> bool:
         """One DISPATCH cycle: the units' total one ramp step nearer the site's setpoint (within
-        their summed rating), shared by rating inside the SoC band."""
+        their summed rating), shared by rating inside the SoC band (shared again every cycle:
+        a pack that reaches the band's end drops out even once the total is reached)."""
         if t <= self._last_cycle + _EPS:
             return False
         self._last_cycle = t
         rated = sum(inv.params.rated_power_w for inv in self._inverters)
-        target = max(-rated, min(rated, self.site_power_w))
         step = self.modes.dispatch_ramp_pct_s / 100.0 * rated * self.modes.dispatch_cycle_s
-        delta = target - self._dispatched_w
-        if abs(delta) <= _EPS:
-            return False
+        delta = self._dispatch_target() - self._dispatched_w
         self._dispatched_w += max(-step, min(step, delta))  # an infinite ramp: all at once
         units = self._units()
         watts = share(units, self._dispatched_w, self.band)
         return self._apply({u.name: w for u, w in zip(units, watts, strict=True)})
+
+    def _dispatch_target(self) -> float:
+        """The site setpoint within the units' summed rating, W."""
+        rated = sum(inv.params.rated_power_w for inv in self._inverters)
+        return max(-rated, min(rated, self.site_power_w))
 
     def _units(self) -> list[GridFollowingInverter]:
         return [inv for inv in self._inverters if inv.energizing]
@@ -380,8 +383,10 @@ class Ems:
         if self.state in (PEAK_SHAVING, DISPATCH):
             if self.state == PEAK_SHAVING:
                 cycle = self.params.peak.cycle_s
+            elif abs(self._dispatch_target() - self._dispatched_w) > _EPS:
+                cycle = self.modes.dispatch_cycle_s  # ramping
             else:
-                cycle = self.modes.dispatch_cycle_s
+                cycle = self.modes.cycle_s  # at the setpoint: only the band to watch
             since = t - self._cycle_from
             return self._cycle_from + (math.floor(since / cycle + _EPS) + 1) * cycle
         if self.state in _CYCLED:
