@@ -1,5 +1,5 @@
-"""The EMS's uncoordinated dispatch is caught on its clause: `harness run` end to end on the
-cluster, restricted to testplans/test_ems_dispatch.py::test_ems_dispatch_ramp.
+"""The EMS's dispatch defects are caught on their clauses: `harness run` end to end on the
+cluster, restricted to one scenario of testplans/test_ems_dispatch.py each.
 
 The clean EMS takes the cluster's four units to 80 % of their summed rating at its 20 %/s (C.7.41:
 30 %/s, marginal 3 %/s). With ``ramp_uncoordinated`` every unit gets its share at once and the
