@@ -8,7 +8,7 @@ operating band (the band's ends in the contract's clauses)."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -109,34 +109,47 @@ def test_ems_dispatch_ramp(site, analyzer, ems, verdicts, evidence_dir):
 
 @pytest.mark.campaign("factory", "ci")
 def test_ems_soc_band(site, ems, verdicts, evidence_dir):
-    """Every home brought near the top of the band, the EMS told to charge the whole site for
-    longer than the packs can take; then near the bottom, told to discharge it the same way.
-    The highest and lowest SoC each BMS reports are recorded."""
+    """Every home brought near the top of the band, the EMS told to charge the whole site
+    (DISPATCH) for longer than the packs can take; then near the bottom, the EMS left to cover a
+    load the load bank draws (SELF_CONSUMPTION; DISPATCH on a site without a load bank) for as
+    long. The highest and lowest SoC each BMS reports are recorded."""
     method = verdicts.method(SOC_MAX)
     site.restore()
     names = list(site.nodes)
     rated = sum(node.inverter.rated_power() for node in site.nodes.values())
     level = float(method["dispatch"])
     readings: list[tuple[float, str, float]] = []
+    load_bank = Stepped(site.load_bank) if site.load_bank is not None else None
 
     def read() -> bool:
         for name in names:
             readings.append((site.clock.now(), name, float(site.nodes[name].bms.soc())))
         return False  # never done: read for the whole push
 
-    for start, sign in ((method["high_start"], -1.0), (method["low_start"], 1.0)):
+    def push(start: Any, command: Callable[[], None]) -> None:
         site.bring_to_soc(
             names,
             to_unit(start, "%"),
             timeout=site.seconds(method["soc_timeout"]),
             poll=site.seconds(method["soc_poll"]),
         )
-        ems.dispatch(sign * level * rated)
+        command()
         site.clock.wait_until(
             read, timeout=site.seconds(method["push"]), poll=site.seconds(method["poll"])
         )
-        ems.dispatch(0.0)
         ems.normal()
+
+    def cover_a_load() -> None:
+        if load_bank is None:
+            ems.dispatch(level * rated)
+            return
+        load_bank.set_power(level * rated)
+        ems.self_consumption()
+
+    push(method["high_start"], lambda: ems.dispatch(-level * rated))
+    push(method["low_start"], cover_a_load)
+    if load_bank is not None:
+        load_bank.set_power(0.0)
     site.bring_to_soc(  # not left at the bottom for the next scenario
         names,
         to_unit(method["leave_soc"], "%"),
