@@ -69,12 +69,7 @@ def test_ems_dispatch_ramp(site, analyzer, ems, verdicts, evidence_dir):
     method's level at once, then back to 0 W; the fastest ramp of the PCC power is recorded."""
     method = verdicts.method(RAMP)
     site.restore()
-    site.ensure_soc(
-        list(site.nodes),
-        to_unit(method["min_soc"], "%"),
-        timeout=site.seconds(method["soc_timeout"]),
-        poll=site.seconds(method["soc_poll"]),
-    )
+    _to_soc(site.ensure_soc, list(site.nodes), method["min_soc"], method)
     level = float(method["dispatch"])
     site.dispatch_all(level)
     ready = site.wait_for_output(level, timeout=site.seconds(method["ready_timeout"]))
@@ -127,12 +122,7 @@ def test_ems_soc_band(site, ems, verdicts, evidence_dir):
         return False  # never done: read for the whole push
 
     def push(start: Any, command: Callable[[], None]) -> None:
-        site.bring_to_soc(
-            names,
-            to_unit(start, "%"),
-            timeout=site.seconds(method["soc_timeout"]),
-            poll=site.seconds(method["soc_poll"]),
-        )
+        _to_soc(site.bring_to_soc, names, start, method)
         command()
         site.clock.wait_until(
             read, timeout=site.seconds(method["push"]), poll=site.seconds(method["poll"])
@@ -150,12 +140,7 @@ def test_ems_soc_band(site, ems, verdicts, evidence_dir):
     push(method["low_start"], cover_a_load)
     if load_bank is not None:
         load_bank.set_power(0.0)
-    site.bring_to_soc(  # not left at the bottom for the next scenario
-        names,
-        to_unit(method["leave_soc"], "%"),
-        timeout=site.seconds(method["soc_timeout"]),
-        poll=site.seconds(method["soc_poll"]),
-    )
+    _to_soc(site.bring_to_soc, names, method["leave_soc"], method)  # not left empty
     evidence = evidence_dir / "ems-soc-band.csv"
     with evidence.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
@@ -165,6 +150,13 @@ def test_ems_soc_band(site, ems, verdicts, evidence_dir):
         socs = [soc for _, home, soc in readings if home == name]
         verdicts.record(SOC_MAX, max(socs), node=name, evidence=[evidence])
         verdicts.record(SOC_MIN, min(socs), node=name, evidence=[evidence])
+
+
+def _to_soc(move: Callable[..., Any], names: list[str], soc: Any, method: dict[str, Any]) -> None:
+    """``move`` (Bench.bring_to_soc or .ensure_soc) to ``soc`` with the method's timeout and
+    reading interval."""
+    seconds = to_unit(method["soc_timeout"], "s")
+    move(names, to_unit(soc, "%"), timeout=seconds, poll=to_unit(method["soc_poll"], "s"))
 
 
 def _watts(value: Any) -> float:

@@ -8,9 +8,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from harness.commands.defects import markdown
+from harness.config.errors import ConfigErrors
+from harness.config.site import load_site
+from tests.conftest import DefectSite
 from tests.harness_runner import ROOT
-from virtual_devices.defects import catalogue
+from virtual_devices.defects import SITE_ROLES, catalogue, parse_defects
+
+CLUSTER = ROOT / "fixtures/sites/virtual-cluster.yaml"
 
 NAMED = {
     "inverter": [
@@ -71,6 +78,21 @@ def test_every_kind_says_what_it_does_and_its_unit() -> None:
     for name, kind in catalogue().items():
         assert len(kind.description) > 40, name
         assert kind.unit is not None, name
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, v in catalogue().items() if v.switch))
+def test_a_switch_takes_0_or_1_and_nothing_else(defect_site: DefectSite, kind: str) -> None:
+    body = catalogue()[kind]
+    device = f"site.{body.role}" if body.role in SITE_ROLES else f"home-1.{body.role}"
+    keys = {"protection": "overtemp", "order": "[precharge, positive_contactor]"}
+    extra = "".join(f", {k}: {keys[k]}" for k in body.keys)
+    on = load_site(defect_site(f"  - {{device: {device}, kind: {kind}, value: 1{extra}}}", CLUSTER))
+    assert parse_defects(on)[0].value == 1.0
+    bad = load_site(
+        defect_site(f"  - {{device: {device}, kind: {kind}, value: 0.5{extra}}}", CLUSTER)
+    )
+    with pytest.raises(ConfigErrors, match=r"defects\[0\]\.value.*value is 1 \(on\) or 0 \(off\)"):
+        parse_defects(bad)
 
 
 def test_the_documented_catalogue_is_up_to_date() -> None:

@@ -37,7 +37,9 @@ def test_enter_service_defects_set_the_units_behaviour(defect_site: DefectSite) 
 def test_ignore_enter_service_window_is_a_flag(defect_site: DefectSite) -> None:
     path = defect_site("  - {device: home-1.inverter, kind: ignore_enter_service_window, value: 2}")
     site = load_site(path)
-    with pytest.raises(ConfigErrors, match=r"value is 1 .* or 0, not 2"):
+    with pytest.raises(
+        ConfigErrors, match=r"defects\[0\]\.value: .*value is 1 \(on\) or 0 \(off\), not 2"
+    ):
         plant_params(site, parse_defects(site))
 
 

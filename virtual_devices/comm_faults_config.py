@@ -20,14 +20,7 @@ def inverter_options(site: Site, defects: dict[str, AppliedDefect]) -> dict[str,
             )
         out["comm_loss_delay_s"] = d.value
     if (d := defects.get("comm_loss_ignored")) is not None:
-        if d.value not in (0.0, 1.0):
-            raise ConfigErrors.single(
-                site.path,
-                f"comm_loss_ignored: value is 1 (ignores it) or 0, not {d.value:g}",
-                None,
-                "defects",
-            )
-        out["comm_loss_ignored"] = d.value == 1.0
+        out["comm_loss_ignored"] = d.value == 1.0  # a switch: 0 or 1 (virtual_devices/defects.py)
     return out
 
 

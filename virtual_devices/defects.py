@@ -24,6 +24,8 @@ class DefectKind:
     unit: str
     description: str
     keys: tuple[str, ...] = ()
+    switch: bool = False
+    """The value is 1 (on) or 0 (off), nothing else; checked here, once, for every such kind."""
 
 
 DEFECTS_DIR = Path(__file__).parent / "data" / "defects"
@@ -46,6 +48,7 @@ def catalogue() -> dict[str, DefectKind]:
                 body["unit"],
                 " ".join(body["description"].split()),
                 tuple(body.get("keys", ())),
+                bool(body.get("switch", False)),
             )
     return out
 
@@ -118,6 +121,10 @@ def parse_defects(site: Site) -> list[AppliedDefect]:
             value = to_unit(d.value, kind.unit, require_unit=kind.unit not in ("", "1"))
         except UnitError as exc:
             errors.append(_err(site, i, where + ".value", str(exc), "value"))
+            continue
+        if kind.switch and value not in (0.0, 1.0):
+            message = f"{d.kind}: value is 1 (on) or 0 (off), not {value:g}"
+            errors.append(_err(site, i, where + ".value", message, "value"))
             continue
         out.append(AppliedDefect(node, role, d.kind, value, extra))
     if errors:

@@ -28,8 +28,6 @@ def ems_params(site: Site, defects: list[AppliedDefect]) -> EmsParams | None:
     order: tuple[str, ...] | None = None
     delays: dict[str, float] = {}
     if (d := given.get("black_start_order")) is not None:
-        if d.value not in (0.0, 1.0):
-            _fail(site, f"black_start_order: value is 1 (uses the order) or 0, not {d.value:g}")
         steps = d.extra["order"]
         if not isinstance(steps, list) or len(steps) < 2:
             _fail(site, "black_start_order: order is a list of two or more step names")
@@ -46,21 +44,12 @@ def ems_params(site: Site, defects: list[AppliedDefect]) -> EmsParams | None:
     params = settings.with_defects(order, delays)
     if (d := given.get("peak_shaving_target_offset")) is not None:
         params = params.with_peak_offset(d.value * 1000.0)  # the defect's unit is kW
-    modes = params.modes
-    if _switch(site, given.get("soc_band_ignored")):
+    modes = params.modes  # the two switches are 0 or 1 (checked in virtual_devices/defects.py)
+    if (d := given.get("soc_band_ignored")) is not None and d.value == 1.0:
         modes = replace(modes, soc_min_pct=0.0, soc_max_pct=100.0)
-    if _switch(site, given.get("ramp_uncoordinated")):
+    if (d := given.get("ramp_uncoordinated")) is not None and d.value == 1.0:
         modes = replace(modes, dispatch_ramp_pct_s=math.inf)
     return replace(params, modes=modes)
-
-
-def _switch(site: Site, d: AppliedDefect | None) -> bool:
-    """An on/off defect: 1 on, 0 (or absent) off; any other value is refused."""
-    if d is None:
-        return False
-    if d.value not in (0.0, 1.0):
-        _fail(site, f"{d.kind}: value is 1 (on) or 0 (off), not {d.value:g}")
-    return d.value == 1.0
 
 
 def _check_steps(site: Site, kind: str, names: tuple[str, ...], known: list[str]) -> None:

@@ -69,15 +69,7 @@ def _protection_defects(site: Site, defects: list[AppliedDefect], node: str) -> 
             out["enter_service_delay_s"] = d.value
         elif d.kind == "ramp_rate":
             out["enter_service_ramp_s"] = d.value
-        elif d.kind == "ignore_enter_service_window":
-            if d.value not in (0.0, 1.0):
-                raise ConfigErrors.single(
-                    site.path,
-                    f"ignore_enter_service_window: value is 1 (ignores the window) or 0, "
-                    f"not {d.value:g}",
-                    None,
-                    "defects",
-                )
+        elif d.kind == "ignore_enter_service_window":  # a switch: 0 or 1 (defects.py)
             out["ignore_enter_service_window"] = d.value == 1.0
     if trip_times:
         out["trip_times_s"] = trip_times
@@ -112,23 +104,9 @@ def _bms_defects(site: Site, defects: list[AppliedDefect], node: str) -> dict[st
                 for one in names:
                     delays[one] = delays.get(one, 0.0) + d.value
                 continue
-            if d.value not in (0.0, 1.0):
-                raise ConfigErrors.single(
-                    site.path,
-                    f"protection_disabled: value is 1 (disabled) or 0, not {d.value:g}",
-                    None,
-                    "defects",
-                )
-            if d.value == 1.0:
+            if d.value == 1.0:  # a switch: 0 or 1 (virtual_devices/defects.py)
                 disabled.update(names)
-        elif d.kind == "heartbeat_loss_ignored":
-            if d.value not in (0.0, 1.0):
-                raise ConfigErrors.single(
-                    site.path,
-                    f"heartbeat_loss_ignored: value is 1 (ignores it) or 0, not {d.value:g}",
-                    None,
-                    "defects",
-                )
+        elif d.kind == "heartbeat_loss_ignored":  # a switch: 0 or 1 (defects.py)
             out["ignore_heartbeat_loss"] = d.value == 1.0
     if delays:
         out["protection_delays_s"] = delays

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from virtual_devices.defects import DefectKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,8 +31,10 @@ def _device(role: str) -> str:
     return f"{SITE}.{role}" if role in SITE_ROLES else f"<node>.{role}"
 
 
-def _unit(unit: str) -> str:
-    return {"": "(signal's own)", "1": "1 (a number)"}.get(unit, unit)
+def _unit(kind: DefectKind) -> str:
+    if kind.switch:
+        return "0 or 1 (off, on)"
+    return {"": "(signal's own)", "1": "1 (a number)"}.get(kind.unit, kind.unit)
 
 
 def markdown() -> str:
@@ -50,9 +56,7 @@ def markdown() -> str:
     for name, kind in sorted(catalogue().items(), key=lambda item: (item[1].role, item[0])):
         keys = ", ".join(f"`{k}`" for k in kind.keys) or "-"
         what = kind.description.replace("|", "\\|")
-        lines.append(
-            f"| `{name}` | `{_device(kind.role)}` | {_unit(kind.unit)} | {keys} | {what} |"
-        )
+        lines.append(f"| `{name}` | `{_device(kind.role)}` | {_unit(kind)} | {keys} | {what} |")
     return "\n".join(lines) + "\n"
 
 
@@ -67,6 +71,6 @@ def cmd_defects(args: argparse.Namespace, console: Console) -> int:
     for column in ("kind", "device", "value unit", "keys"):
         table.add_column(column, overflow="fold")
     for name, kind in sorted(catalogue().items(), key=lambda item: (item[1].role, item[0])):
-        table.add_row(name, _device(kind.role), _unit(kind.unit), ", ".join(kind.keys))
+        table.add_row(name, _device(kind.role), _unit(kind), ", ".join(kind.keys))
     console.print(table)
     return 0

@@ -147,12 +147,16 @@ class ModbusEms(Ems):
     def black_start(self) -> None:
         self._write(COMMAND, "BLACK_START", "black start")
 
-    def peak_shaving(self, threshold_w: float) -> None:
+    def _mode_at(self, point: str, watts: float, mode: str, what: str) -> None:
+        """Write a mode's power setting (the map's unit is kW), then switch to the mode."""
         try:
-            self.device.write(THRESHOLD, threshold_w / 1000.0)  # the map's unit is kW
+            self.device.write(point, watts / 1000.0)
         except ModbusError as exc:
-            raise DeviceError(f"{self.name}: peak-shaving threshold refused: {exc}") from exc
-        self._write(MODE, "PEAK_SHAVING", "peak shaving")
+            raise DeviceError(f"{self.name}: {what} setting refused: {exc}") from exc
+        self._write(MODE, mode, what)
+
+    def peak_shaving(self, threshold_w: float) -> None:
+        self._mode_at(THRESHOLD, threshold_w, "PEAK_SHAVING", "peak shaving")
 
     def self_consumption(self) -> None:
         self._write(MODE, "SELF_CONSUMPTION", "self-consumption")
@@ -161,11 +165,7 @@ class ModbusEms(Ems):
         self._write(MODE, "TOU", "time-of-use shift")
 
     def dispatch(self, site_power_w: float) -> None:
-        try:
-            self.device.write(SITE_POWER, site_power_w / 1000.0)  # the map's unit is kW
-        except ModbusError as exc:
-            raise DeviceError(f"{self.name}: site power setpoint refused: {exc}") from exc
-        self._write(MODE, "DISPATCH", "site dispatch")
+        self._mode_at(SITE_POWER, site_power_w, "DISPATCH", "site dispatch")
 
     def _value(self, point: str) -> float:
         value = self._read([point])[point]
